@@ -1,0 +1,514 @@
+// Package server is cometkit's http.Handler: it negotiates sessions, checks
+// their tokens and origins, keeps the registry of live sessions, and hands
+// each request to the transport that serves it. Mount it under any prefix:
+//
+//	r.Mount("/rt", srv)            // chi
+//	mux.Handle("/rt/", srv)        // net/http
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cometkit/cometkit/internal/httpx"
+	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/longpoll"
+)
+
+// Handler serves one session: ServeSession is called in its own goroutine
+// when the session opens (its first transport attaches), and the session is
+// closed with CodeNormal when it returns, as a net/http handler's return
+// ends its request. Read with s.Recv, write with s.Send.
+type Handler interface {
+	ServeSession(s *session.Session)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(s *session.Session)
+
+// ServeSession calls f(s).
+func (f HandlerFunc) ServeSession(s *session.Session) { f(s) }
+
+// Options configure a Server. The zero value is a working same-origin
+// server with random token keys.
+type Options struct {
+	// Session holds the limits and timings of every session.
+	Session session.Config
+	// HashKey signs session tokens (32 or 64 random bytes). Give every node
+	// of a deployment the same key, and keep it across restarts, or tokens
+	// minted elsewhere are refused. If nil, a random key is made and a
+	// warning is logged.
+	HashKey []byte
+	// BlockKey, if set (16, 24 or 32 bytes), also encrypts tokens (AES).
+	BlockKey []byte
+	// Node names this server in the tokens it mints (default: random).
+	Node string
+	// AllowedOrigins lists the web origins, besides the server's own, whose
+	// pages may use it: "https://app.example.com", "https://*.example.com",
+	// or "*" for any. Cross-origin requests from them get CORS headers.
+	AllowedOrigins []string
+	// CheckOrigin, if set, replaces the origin policy above entirely.
+	CheckOrigin func(r *http.Request, origin string) bool
+	// MaxSessions bounds live sessions (default 100,000); negotiation past
+	// it is answered 503.
+	MaxSessions int
+	// MaxBodyBytes bounds a send's body (default 1 MiB).
+	MaxBodyBytes int64
+	// Logger receives the server's log lines (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Server is the http.Handler. Create it with New.
+type Server struct {
+	handler  Handler
+	cfg      session.Config
+	hooks    session.Hooks
+	tokens   *tokens
+	node     string
+	origins  *originPolicy
+	maxSess  int
+	log      *slog.Logger
+	longpoll *longpoll.Transport
+
+	mu       sync.RWMutex
+	sessions map[string]*session.Session
+	changed  chan struct{} // closed and replaced when a session closes or flushes
+	closing  bool
+
+	handlers sync.WaitGroup // running ServeSession calls
+	stats    counters
+}
+
+// New returns a Server calling h for every session.
+func New(h Handler, opts Options) (*Server, error) {
+	if h == nil {
+		return nil, errors.New("server: nil handler")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	hashKey := opts.HashKey
+	if hashKey == nil {
+		hashKey = randomBytes(64)
+		log.Warn("cometkit: no HashKey given; using a random one, so session tokens will not survive a restart or work across nodes")
+	}
+	if len(hashKey) < 32 {
+		return nil, fmt.Errorf("server: HashKey is %d bytes; give at least 32 random bytes", len(hashKey))
+	}
+	switch len(opts.BlockKey) {
+	case 0, 16, 24, 32:
+	default:
+		return nil, fmt.Errorf("server: BlockKey is %d bytes; it must be 16, 24 or 32", len(opts.BlockKey))
+	}
+	node := opts.Node
+	if node == "" {
+		node = fmt.Sprintf("%x", randomBytes(6))
+	}
+	if strings.Contains(node, "|") {
+		return nil, errors.New("server: Node may not contain '|'")
+	}
+	s := &Server{
+		handler:  h,
+		cfg:      opts.Session.Defaults(),
+		tokens:   newTokens(hashKey, opts.BlockKey),
+		node:     node,
+		origins:  newOriginPolicy(opts.AllowedOrigins, opts.CheckOrigin),
+		maxSess:  opts.MaxSessions,
+		log:      log,
+		sessions: map[string]*session.Session{},
+		changed:  make(chan struct{}),
+	}
+	if s.maxSess <= 0 {
+		s.maxSess = 100_000
+	}
+	s.longpoll = longpoll.New(longpoll.Options{MaxBodyBytes: opts.MaxBodyBytes, Logger: log})
+	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed}
+	return s, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return b
+}
+
+// ServeHTTP routes by the end of the path, so the server works under any
+// mount prefix without being told it:
+//
+//	.../negotiate          start a session
+//	.../s/{id}/poll        long-poll receive (GET)
+//	.../s/{id}/send        long-poll send (POST; GET for JSONP)
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(r.URL.Path, "/")
+	origin := r.Header.Get("Origin")
+	if !s.origins.allowed(r, origin) {
+		s.refuse(w, r, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" may not use this server")
+		return
+	}
+	s.setCORS(w, r, origin)
+	if r.Method == http.MethodOptions {
+		s.preflight(w, r)
+		return
+	}
+	if strings.HasSuffix(path, "/negotiate") {
+		s.negotiate(w, r)
+		return
+	}
+	// .../s/{id}/{op}
+	rest, op := cutLast(path)
+	rest, id := cutLast(rest)
+	_, marker := cutLast(rest)
+	if marker != "s" || id == "" {
+		s.refuse(w, r, http.StatusNotFound, "not_found", "no cometkit endpoint at "+r.URL.Path)
+		return
+	}
+	switch op {
+	case "poll":
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", "GET, OPTIONS")
+			s.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "poll takes GET")
+			return
+		}
+		if sess := s.authorize(w, r, id); sess != nil {
+			s.longpoll.ServePoll(w, r, sess)
+		}
+	case "send":
+		if sess := s.authorize(w, r, id); sess != nil {
+			s.longpoll.ServeSend(w, r, sess)
+		}
+	default:
+		s.refuse(w, r, http.StatusNotFound, "not_found", "unknown session endpoint "+strconv.Quote(op))
+	}
+}
+
+func cutLast(p string) (rest, last string) {
+	i := strings.LastIndexByte(p, '/')
+	if i < 0 {
+		return "", p
+	}
+	return p[:i], p[i+1:]
+}
+
+// authorize checks the request's token against the session named in its
+// path and returns the live session, or answers the request and returns nil.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string) *session.Session {
+	raw := r.URL.Query().Get("t")
+	if raw == "" {
+		s.refuse(w, r, http.StatusUnauthorized, "missing_token", "session requests need their token in t=")
+		return nil
+	}
+	tok, err := s.tokens.check(raw)
+	if err != nil {
+		s.stats.badTokens.Add(1)
+		s.refuse(w, r, http.StatusForbidden, "bad_token", "the session token is invalid")
+		return nil
+	}
+	if tok.SessionID != id {
+		s.stats.badTokens.Add(1)
+		s.refuse(w, r, http.StatusForbidden, "foreign_token", "the session token belongs to another session")
+		return nil
+	}
+	s.mu.RLock()
+	sess := s.sessions[id]
+	s.mu.RUnlock()
+	if sess == nil {
+		// Signed by us, so it was ours; now it is gone: the client must reset.
+		s.stats.resets.Add(1)
+		s.log.Info("cometkit: request for unknown session; answering reset", "session", id, "remote", r.RemoteAddr)
+		s.longpoll.Refuse(w, r, http.StatusNotFound, session.CodeSessionUnknown, "session unknown or expired")
+		return nil
+	}
+	return sess
+}
+
+// negotiateAnswer is the body of a negotiate answer (docs/PROTOCOL.md).
+type negotiateAnswer struct {
+	Version    int      `json:"v"`
+	SessionID  string   `json:"sid"`
+	Token      string   `json:"token"`
+	Transports []string `json:"transports"`
+	// Milliseconds, as browsers count them.
+	Heartbeat  int64 `json:"heartbeat"`
+	Disconnect int64 `json:"disconnect"`
+	MaxMessage int   `json:"maxMessage"`
+}
+
+// negotiate starts a session: GET or POST, optionally JSONP with callback=.
+func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodPost {
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		s.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "negotiate takes GET or POST")
+		return
+	}
+	q := r.URL.Query()
+	callback := ""
+	if q.Has("callback") {
+		callback = q.Get("callback")
+		if !longpoll.ValidCallback(callback) {
+			s.refuse(w, r, http.StatusBadRequest, "bad_callback", "JSONP callback must match ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")
+			return
+		}
+		// A script tag carries no Origin, and its answer (the token) is
+		// readable by any page: only pages the policy allows may have it.
+		if r.Header.Get("Origin") == "" {
+			ref := refererOrigin(r)
+			if ref == "" || !s.origins.allowed(r, ref) {
+				s.refuse(w, r, http.StatusForbidden, "origin_not_allowed",
+					"JSONP negotiation needs a Referer from an allowed origin")
+				return
+			}
+		}
+	}
+	sess, err := s.create(r)
+	if err != nil {
+		if errors.Is(err, errFull) || errors.Is(err, errShuttingDown) {
+			w.Header().Set("Retry-After", "5")
+			s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return
+		}
+		s.log.Error("cometkit: negotiate failed", "err", err)
+		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
+		return
+	}
+	tok, err := s.tokens.mint(token{SessionID: sess.ID(), Node: s.node})
+	if err != nil {
+		sess.Terminate(session.CodeInternalError, "token")
+		s.log.Error("cometkit: negotiate failed", "err", err)
+		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
+		return
+	}
+	body, _ := json.Marshal(negotiateAnswer{
+		Version:    1,
+		SessionID:  sess.ID(),
+		Token:      tok,
+		Transports: []string{longpoll.Name},
+		Heartbeat:  s.cfg.HeartbeatInterval.Milliseconds(),
+		Disconnect: s.cfg.DisconnectTimeout.Milliseconds(),
+		MaxMessage: s.cfg.MaxMessageBytes,
+	})
+	h := w.Header()
+	httpx.NoCache(h)
+	if callback != "" {
+		body = append(append([]byte("/**/"+callback+"("), body...), ");"...)
+		h.Set("Content-Type", "application/javascript; charset=utf-8")
+	} else {
+		h.Set("Content-Type", "application/json; charset=utf-8")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	_, _ = w.Write(body)
+}
+
+var (
+	errFull         = errors.New("too many sessions; try again later")
+	errShuttingDown = errors.New("server is shutting down")
+)
+
+func (s *Server) create(r *http.Request) (*session.Session, error) {
+	info := session.Info{
+		RemoteAddr: r.RemoteAddr,
+		Header:     textproto.MIMEHeader(r.Header.Clone()),
+		RequestURI: r.RequestURI,
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil, errShuttingDown
+	}
+	if len(s.sessions) >= s.maxSess {
+		return nil, errFull
+	}
+	sess := session.New(session.NewID(), info, &s.cfg, &s.hooks)
+	s.sessions[sess.ID()] = sess
+	s.stats.created.Add(1)
+	return sess, nil
+}
+
+func (s *Server) sessionOpened(sess *session.Session) {
+	s.stats.opened.Add(1)
+	s.log.Debug("cometkit: session open", "session", sess.ID(), "transport", sess.Transport(), "remote", sess.RemoteAddr())
+	s.handlers.Add(1)
+	go func() {
+		defer s.handlers.Done()
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("cometkit: session handler panicked", "session", sess.ID(), "panic", p)
+				sess.Close(session.CodeInternalError, "handler failed")
+			}
+		}()
+		s.handler.ServeSession(sess)
+		sess.Close(session.CodeNormal, "")
+	}()
+}
+
+func (s *Server) sessionClosed(sess *session.Session) {
+	s.mu.Lock()
+	if s.sessions[sess.ID()] == sess {
+		delete(s.sessions, sess.ID())
+	}
+	s.mu.Unlock()
+	s.signalChange(sess)
+	s.stats.closed.Add(1)
+	if ce, ok := sess.Err().(*session.CloseError); ok {
+		s.log.Debug("cometkit: session closed", "session", sess.ID(), "code", int(ce.Code), "reason", ce.Reason, "by_client", ce.ByClient)
+	}
+}
+
+// signalChange wakes Shutdown to look at the sessions again.
+func (s *Server) signalChange(*session.Session) {
+	s.mu.Lock()
+	close(s.changed)
+	s.changed = make(chan struct{})
+	s.mu.Unlock()
+}
+
+// Session returns the live session with this ID, or nil.
+func (s *Server) Session(id string) *session.Session {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sessions[id]
+}
+
+// Len is the number of live sessions (open, connecting or closing).
+func (s *Server) Len() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.sessions)
+}
+
+// Shutdown stops negotiation, closes every session with CodeGoingAway (so
+// clients come back, to another node if there is one), and waits until every
+// session is freed and every handler has returned, or ctx ends; then it
+// frees what is left and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.closing = true
+	all := make([]*session.Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range all {
+		sess.Close(session.CodeGoingAway, "server shutting down")
+	}
+	// Wait until every client has been handed its close frame (or its
+	// session is gone), then free the rest without their linger.
+	for {
+		s.mu.RLock()
+		waiting, changed := 0, s.changed
+		for _, sess := range s.sessions {
+			if !sess.Flushed() {
+				waiting++
+			}
+		}
+		s.mu.RUnlock()
+		if waiting == 0 {
+			break
+		}
+		select {
+		case <-changed:
+			continue
+		case <-ctx.Done():
+		}
+		break
+	}
+	s.mu.RLock()
+	left := make([]*session.Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		left = append(left, sess)
+	}
+	s.mu.RUnlock()
+	for _, sess := range left {
+		sess.Terminate(session.CodeGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { s.handlers.Wait(); close(done) }()
+	select {
+	case <-done:
+		return ctx.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close frees every session at once with CodeGoingAway, without waiting for
+// clients to collect their close frames, and waits for the handlers to
+// return. Shutdown is the graceful way.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closing = true
+	all := make([]*session.Session, 0, len(s.sessions))
+	for _, sess := range s.sessions {
+		all = append(all, sess)
+	}
+	s.mu.Unlock()
+	for _, sess := range all {
+		sess.Terminate(session.CodeGoingAway, "server closed")
+	}
+	s.handlers.Wait()
+}
+
+// setCORS lets an allowed cross-origin page read the answer.
+func (s *Server) setCORS(w http.ResponseWriter, r *http.Request, origin string) {
+	if origin == "" {
+		return
+	}
+	h := w.Header()
+	h.Add("Vary", "Origin")
+	if sameOrigin(r, origin) {
+		return
+	}
+	h.Set("Access-Control-Allow-Origin", origin)
+	h.Set("Access-Control-Allow-Credentials", "true")
+}
+
+func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+	h.Set("Access-Control-Allow-Headers", "Content-Type")
+	h.Set("Access-Control-Max-Age", "86400")
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, name, message string) {
+	s.log.Info("cometkit: refused", "status", status, "error", name, "message", message,
+		"remote", r.RemoteAddr, "path", r.URL.Path)
+	httpx.WriteError(w, status, name, message)
+}
+
+// Stats are running totals, readable as plain values so that an expvar or
+// Prometheus collector can export them without cometkit importing either.
+type Stats struct {
+	Sessions  int    // live now
+	Created   uint64 // negotiated since start
+	Opened    uint64 // reached Open
+	Closed    uint64 // reached Closed
+	Resets    uint64 // requests for a session that was gone (client told to reset)
+	BadTokens uint64 // requests refused for a bad or foreign token
+}
+
+type counters struct {
+	created, opened, closed, resets, badTokens atomic.Uint64
+}
+
+// Stats returns the server's running totals.
+func (s *Server) Stats() Stats {
+	return Stats{
+		Sessions:  s.Len(),
+		Created:   s.stats.created.Load(),
+		Opened:    s.stats.opened.Load(),
+		Closed:    s.stats.closed.Load(),
+		Resets:    s.stats.resets.Load(),
+		BadTokens: s.stats.badTokens.Load(),
+	}
+}

@@ -1,0 +1,675 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/textproto"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// State is where a session is in its life.
+type State int32
+
+const (
+	// Connecting: created by negotiation; no transport has attached yet.
+	Connecting State = iota
+	// Open: a transport has attached at least once and the application's
+	// handler runs. The session stays Open while the client switches or
+	// reconnects transports, for up to Config.DisconnectTimeout between them.
+	Open
+	// Closing: a close was decided (by either side, a timeout or an overflow).
+	// Messages still queued and the close frame are delivered to the client if
+	// it comes for them within Config.DisconnectTimeout.
+	Closing
+	// Closed: everything the session held is freed; the server forgets it.
+	Closed
+)
+
+func (s State) String() string {
+	switch s {
+	case Connecting:
+		return "connecting"
+	case Open:
+		return "open"
+	case Closing:
+		return "closing"
+	case Closed:
+		return "closed"
+	}
+	return fmt.Sprintf("state(%d)", int(s))
+}
+
+// OverflowPolicy says what Send does when the replay queue is full.
+type OverflowPolicy int
+
+const (
+	// OverflowClose closes the session with CodeQueueOverflow and fails the
+	// Send: a client that does not keep up is cut off, never buffered without
+	// bound. The client learns why from the close frame. This is the default.
+	OverflowClose OverflowPolicy = iota
+	// OverflowWait makes Send wait for the client to acknowledge messages
+	// until its context ends (then Send returns the context's error and the
+	// session stays open): backpressure for producers that can wait.
+	OverflowWait
+)
+
+// Config holds a session's limits and timings. The zero value of each field
+// means its default. One Config is shared by all sessions of a server.
+type Config struct {
+	// MaxQueueMessages bounds the unacknowledged outbound messages held for
+	// replay (default 1024).
+	MaxQueueMessages int
+	// MaxQueueBytes bounds their total size (default 1 MiB).
+	MaxQueueBytes int
+	// MaxInbound bounds received messages not yet taken by Recv (default 256).
+	// When it is reached, transports stop accepting (backpressure).
+	MaxInbound int
+	// MaxMessageBytes bounds one message either way (default 64 KiB).
+	MaxMessageBytes int
+	// HeartbeatInterval is how long an attached transport may stay silent
+	// before a heartbeat is due (default 25 s, under the 30 s at which common
+	// proxies cut idle requests). A held long-poll is answered at this interval.
+	HeartbeatInterval time.Duration
+	// DisconnectTimeout is how long a session may have no transport attached
+	// before it is closed and freed (default 30 s). It is also how long a
+	// closing session waits for its client to collect the close frame.
+	DisconnectTimeout time.Duration
+	// Overflow is what Send does when the replay queue is full.
+	Overflow OverflowPolicy
+	// Clock is the source of time (default the wall clock).
+	Clock Clock
+	// NewLog makes a session's outbound log (default NewMemLog with the bounds above).
+	NewLog func(c *Config) Log
+}
+
+// Defaults returns c with every zero field set to its default.
+func (c Config) Defaults() Config {
+	if c.MaxQueueMessages <= 0 {
+		c.MaxQueueMessages = 1024
+	}
+	if c.MaxQueueBytes <= 0 {
+		c.MaxQueueBytes = 1 << 20
+	}
+	if c.MaxInbound <= 0 {
+		c.MaxInbound = 256
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = 25 * time.Second
+	}
+	if c.DisconnectTimeout <= 0 {
+		c.DisconnectTimeout = 30 * time.Second
+	}
+	if c.Clock == nil {
+		c.Clock = RealClock{}
+	}
+	if c.NewLog == nil {
+		c.NewLog = func(c *Config) Log { return NewMemLog(c.MaxQueueMessages, c.MaxQueueBytes) }
+	}
+	return c
+}
+
+// Info describes the request that opened a session (the negotiation), so the
+// application can authenticate or log it. Header is a plain MIME header map;
+// convert it with http.Header(info.Header).
+type Info struct {
+	RemoteAddr string
+	Header     textproto.MIMEHeader
+	RequestURI string
+}
+
+// Hooks let the owner of a session (the server) act on its life without the
+// session knowing the owner.
+type Hooks struct {
+	// Open is called once, when the first transport attaches.
+	Open func(*Session)
+	// Flushed is called once, when the close frame is handed to a transport.
+	Flushed func(*Session)
+	// Closed is called once, when the session reaches Closed.
+	Closed func(*Session)
+}
+
+// Transport is the session's handle on the connection currently carrying it.
+// Both methods must return at once: they are called with no regard for the
+// transport's own goroutines.
+type Transport interface {
+	// Name is the transport's name for the application ("longpoll", ...).
+	Name() string
+	// Wake says frames or a heartbeat are waiting: call Pull.
+	Wake()
+	// Kick says the session no longer uses this transport (code is
+	// CodeReplaced when a newer connection attached). The transport should
+	// end its connection with that code and Detach.
+	Kick(code Code, reason string)
+}
+
+// Endpoint is what a transport drives: attach, pull frames to write, push
+// frames read. *Session implements it; a later adapter can implement it for a
+// session whose home is another node.
+type Endpoint interface {
+	ID() string
+	Attach(t Transport) error
+	Detach(t Transport)
+	Pull(ctx context.Context, t Transport, after uint64, maxBytes int, dst []Message) (Batch, error)
+	Ack(ctx context.Context, seq uint64) error
+	Receive(ctx context.Context, msgs []Message) (acked uint64, err error)
+	ClientClose(code Code, reason string)
+}
+
+// Batch is what a transport should write next.
+type Batch struct {
+	Messages []Message
+	// Heartbeat: nothing to deliver, but the connection must show it is alive.
+	Heartbeat bool
+	// Close, when set, must be written after Messages: the session has ended.
+	Close *CloseError
+}
+
+// Empty reports whether the batch has nothing to write.
+func (b Batch) Empty() bool { return len(b.Messages) == 0 && !b.Heartbeat && b.Close == nil }
+
+// Errors returned to transports.
+var (
+	// ErrDetached: the transport is not (or no longer) the one attached.
+	ErrDetached = errors.New("session: transport not attached")
+	// ErrAckAhead: the client acknowledged a message that was never sent.
+	ErrAckAhead = errors.New("session: acknowledgement ahead of messages sent")
+	// ErrSeqGap: an inbound message skipped sequence numbers.
+	ErrSeqGap = errors.New("session: inbound sequence gap")
+)
+
+// Session is one client's conversation with the application, kept across
+// transports and reconnects. Its methods are safe for concurrent use.
+type Session struct {
+	id     string
+	info   Info
+	cfg    *Config
+	hooks  *Hooks
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu            sync.Mutex
+	state         State
+	log           Log
+	transport     Transport // attached now, or nil
+	transportName string    // the one attached now or last
+	timer         Timer     // heartbeat while attached, disconnect while not
+	timerGen      uint64    // invalidates a timer that fired after being replaced
+	heartbeatDue  bool
+	closeErr      *CloseError
+	closeSent     bool          // the close frame was handed to a transport
+	room          chan struct{} // closed when an ack frees replay-queue room
+
+	inSeq      uint64   // last inbound sequence number accepted
+	inbox      []string // accepted, not yet taken by Recv
+	inboxReady chan struct{}
+	inboxRoom  chan struct{}
+	receiveMu  sync.Mutex // serialises Receive so de-duplication holds across its waits
+}
+
+// NewID returns a random, unguessable session ID (a UUID v4: 122 random bits).
+func NewID() string { return uuid.NewString() }
+
+// New returns a Connecting session. cfg must have had Defaults applied; cfg
+// and hooks are shared, not copied. If no transport attaches within
+// cfg.DisconnectTimeout, the session closes itself.
+func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
+	s := &Session{
+		id:         id,
+		info:       info,
+		cfg:        cfg,
+		hooks:      hooks,
+		log:        cfg.NewLog(cfg),
+		inboxReady: make(chan struct{}, 1),
+		inboxRoom:  make(chan struct{}, 1),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.Lock()
+	s.armLocked(cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	s.mu.Unlock()
+	return s
+}
+
+// ID is the session's identifier.
+func (s *Session) ID() string { return s.id }
+
+// Info describes the request that opened the session.
+func (s *Session) Info() Info { return s.info }
+
+// RemoteAddr is the opening request's remote address.
+func (s *Session) RemoteAddr() string { return s.info.RemoteAddr }
+
+// Header is the opening request's header.
+func (s *Session) Header() textproto.MIMEHeader { return s.info.Header }
+
+// Context is cancelled when the session starts closing, so work done for the
+// session can stop with it.
+func (s *Session) Context() context.Context { return s.ctx }
+
+// State is the session's current state.
+func (s *Session) State() State {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.state
+}
+
+// Transport names the transport attached now, or the last one attached
+// ("" before any has).
+func (s *Session) Transport() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.transportName
+}
+
+// Err is nil while the session is open, and its *CloseError after.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closeErr == nil {
+		return nil
+	}
+	return s.closeErr
+}
+
+// Send queues a text message for the client. It returns once the message is
+// queued (and will be delivered, replayed after a reconnect if need be), not
+// when the client has it. When the replay queue is full, Config.Overflow
+// decides: close the session, or wait for room until ctx ends.
+func (s *Session) Send(ctx context.Context, data string) error {
+	if len(data) > s.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.cfg.MaxMessageBytes)
+	}
+	if !utf8.ValidString(data) {
+		return ErrInvalidUTF8
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.mu.Lock()
+		if s.state >= Closing {
+			err := s.closeErr
+			s.mu.Unlock()
+			return err
+		}
+		_, err := s.log.Append(ctx, data)
+		if err == nil {
+			t := s.transport
+			s.mu.Unlock()
+			if t != nil {
+				t.Wake()
+			}
+			return nil
+		}
+		if !errors.Is(err, ErrQueueFull) || s.cfg.Overflow == OverflowClose {
+			if errors.Is(err, ErrQueueFull) {
+				s.closeLocked(&CloseError{Code: CodeQueueOverflow, Reason: "replay queue full"})
+			}
+			t := s.transport
+			s.mu.Unlock()
+			if t != nil {
+				t.Wake()
+			}
+			return fmt.Errorf("session %s: send: %w", s.id, err)
+		}
+		if s.room == nil {
+			s.room = make(chan struct{})
+		}
+		room := s.room
+		s.mu.Unlock()
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.ctx.Done():
+		}
+	}
+}
+
+// Recv returns the next message from the client, waiting until one arrives,
+// ctx ends, or the session closes. Messages received before a close are
+// returned before the close's *CloseError.
+func (s *Session) Recv(ctx context.Context) (string, error) {
+	for {
+		s.mu.Lock()
+		if len(s.inbox) > 0 {
+			m := s.inbox[0]
+			s.inbox[0] = ""
+			s.inbox = s.inbox[1:]
+			more := len(s.inbox) > 0
+			if !more {
+				s.inbox = nil
+			}
+			s.mu.Unlock()
+			notify(s.inboxRoom)
+			if more {
+				notify(s.inboxReady) // another Recv may be waiting
+			}
+			return m, nil
+		}
+		if s.state >= Closing {
+			err := s.closeErr
+			s.mu.Unlock()
+			return "", err
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.inboxReady:
+		case <-s.ctx.Done():
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
+}
+
+// Close starts closing the session: queued messages and then a close frame
+// with code and reason are delivered to the client if it comes for them.
+// Closing a closing or closed session does nothing.
+func (s *Session) Close(code Code, reason string) error {
+	s.mu.Lock()
+	if s.state >= Closing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closeLocked(&CloseError{Code: code, Reason: reason})
+	t := s.transport
+	s.mu.Unlock()
+	if t != nil {
+		t.Wake()
+	}
+	return nil
+}
+
+// Terminate closes the session (if it is not already closing) and frees it
+// at once, without waiting for the client to collect anything. For server
+// shutdown once its deadline has passed.
+func (s *Session) Terminate(code Code, reason string) {
+	s.mu.Lock()
+	if s.state == Closed {
+		s.mu.Unlock()
+		return
+	}
+	if s.state < Closing {
+		s.closeLocked(&CloseError{Code: code, Reason: reason})
+	}
+	t := s.transport
+	s.finishLocked()
+	s.mu.Unlock()
+	if t != nil {
+		t.Kick(code, reason)
+	}
+	s.hooks.closed(s)
+}
+
+// closeLocked moves an open session to Closing.
+func (s *Session) closeLocked(ce *CloseError) {
+	s.state = Closing
+	s.closeErr = ce
+	s.cancel()
+}
+
+// finishLocked moves the session to Closed and frees what it holds.
+func (s *Session) finishLocked() {
+	s.state = Closed
+	s.stopTimerLocked()
+	s.transport = nil
+	s.log.Free()
+	s.inbox = nil
+	s.cancel()
+}
+
+// ClientClose records that the client closed the session.
+func (s *Session) ClientClose(code Code, reason string) {
+	s.mu.Lock()
+	if s.state >= Closing {
+		s.mu.Unlock()
+		return
+	}
+	s.closeLocked(&CloseError{Code: code, Reason: reason, ByClient: true})
+	t := s.transport
+	s.mu.Unlock()
+	if t != nil {
+		t.Wake()
+	}
+}
+
+// Attach makes t the transport carrying the session, kicking the one before
+// it (CodeReplaced). It fails with the session's *CloseError once Closed.
+func (s *Session) Attach(t Transport) error {
+	s.mu.Lock()
+	if s.state == Closed {
+		err := s.closeErr
+		s.mu.Unlock()
+		return err
+	}
+	old := s.transport
+	s.transport = t
+	s.transportName = t.Name()
+	s.heartbeatDue = false
+	s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+	opened := s.state == Connecting
+	if opened {
+		s.state = Open
+	}
+	s.mu.Unlock()
+	if old != nil && old != t {
+		old.Kick(CodeReplaced, "replaced by a newer connection")
+	}
+	if opened && s.hooks != nil && s.hooks.Open != nil {
+		s.hooks.Open(s)
+	}
+	return nil
+}
+
+// Detach ends t's hold on the session; from now the disconnect timeout runs.
+// Detaching a transport that is not attached does nothing.
+func (s *Session) Detach(t Transport) {
+	s.mu.Lock()
+	if s.transport != t || s.state == Closed {
+		s.mu.Unlock()
+		return
+	}
+	s.transport = nil
+	s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	s.mu.Unlock()
+}
+
+// Pull returns what t should write next: messages with sequence numbers
+// above after (appended to dst, up to about maxBytes), then the close frame
+// once the session is closing and every message is out; or a heartbeat when
+// one is due and nothing else is. Pull does not wait: an empty batch means
+// wait for Wake. Messages stay held until acknowledged.
+func (s *Session) Pull(ctx context.Context, t Transport, after uint64, maxBytes int, dst []Message) (Batch, error) {
+	s.mu.Lock()
+	if s.state == Closed {
+		s.mu.Unlock()
+		return Batch{Close: s.closeErr}, nil
+	}
+	if s.transport != t {
+		s.mu.Unlock()
+		return Batch{}, ErrDetached
+	}
+	msgs, err := s.log.Read(ctx, after, maxBytes, dst)
+	if err != nil {
+		s.mu.Unlock()
+		return Batch{}, fmt.Errorf("session %s: read log: %w", s.id, err)
+	}
+	b := Batch{Messages: msgs}
+	if s.state == Closing && (len(msgs) == 0 || msgs[len(msgs)-1].Seq == s.log.Last()) {
+		b.Close = s.closeErr
+	}
+	if b.Empty() && s.heartbeatDue {
+		b.Heartbeat = true
+	}
+	if !b.Empty() {
+		s.heartbeatDue = false
+		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+	}
+	flushed := b.Close != nil && !s.closeSent
+	if flushed {
+		s.closeSent = true
+	}
+	s.mu.Unlock()
+	if flushed && s.hooks != nil && s.hooks.Flushed != nil {
+		s.hooks.Flushed(s)
+	}
+	return b, nil
+}
+
+// Flushed reports whether the session is over and its close frame has been
+// handed to a transport (or the session is already freed).
+func (s *Session) Flushed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closeSent || s.state == Closed
+}
+
+// Ack discards the outbound messages the client has received, up to seq.
+func (s *Session) Ack(ctx context.Context, seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == Closed {
+		return nil
+	}
+	if seq > s.log.Last() {
+		return fmt.Errorf("%w: ack %d, last sent %d", ErrAckAhead, seq, s.log.Last())
+	}
+	if err := s.log.Ack(ctx, seq); err != nil {
+		return fmt.Errorf("session %s: ack: %w", s.id, err)
+	}
+	if s.room != nil {
+		close(s.room)
+		s.room = nil
+	}
+	return nil
+}
+
+// Receive accepts inbound messages in sequence order, skipping any already
+// accepted (a retried request), and returns the highest sequence number
+// accepted so far: the client may forget every message up to it. When the
+// inbox is full it waits for Recv to make room, until ctx ends; what was
+// accepted before then stays accepted.
+func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
+	s.receiveMu.Lock()
+	defer s.receiveMu.Unlock()
+	for i := 0; i < len(msgs); {
+		m := msgs[i]
+		s.mu.Lock()
+		acked := s.inSeq
+		switch {
+		case s.state >= Closing:
+			err := s.closeErr
+			s.mu.Unlock()
+			return acked, err
+		case m.Seq <= s.inSeq:
+			s.mu.Unlock()
+			i++ // already accepted: a retry
+			continue
+		case m.Seq != s.inSeq+1:
+			s.mu.Unlock()
+			return acked, fmt.Errorf("%w: got %d after %d", ErrSeqGap, m.Seq, acked)
+		case len(m.Data) > s.cfg.MaxMessageBytes:
+			s.mu.Unlock()
+			return acked, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Data), s.cfg.MaxMessageBytes)
+		case len(s.inbox) >= s.cfg.MaxInbound:
+			s.mu.Unlock()
+			select {
+			case <-s.inboxRoom:
+			case <-s.ctx.Done():
+			case <-ctx.Done():
+				return acked, ctx.Err()
+			}
+			continue
+		}
+		s.inbox = append(s.inbox, m.Data)
+		s.inSeq = m.Seq
+		s.mu.Unlock()
+		notify(s.inboxReady)
+		i++
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inSeq, nil
+}
+
+// Received is the highest inbound sequence number accepted.
+func (s *Session) Received() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inSeq
+}
+
+// Queued is the count and bytes of outbound messages held for replay.
+func (s *Session) Queued() (count, bytes int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == Closed {
+		return 0, 0
+	}
+	return s.log.Len()
+}
+
+// armLocked replaces the session's one timer.
+func (s *Session) armLocked(d time.Duration, f func(gen uint64)) {
+	s.stopTimerLocked()
+	gen := s.timerGen
+	s.timer = s.cfg.Clock.AfterFunc(d, func() { f(gen) })
+}
+
+func (s *Session) stopTimerLocked() {
+	s.timerGen++
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+}
+
+func (s *Session) onHeartbeat(gen uint64) {
+	s.mu.Lock()
+	if gen != s.timerGen || s.transport == nil {
+		s.mu.Unlock()
+		return
+	}
+	s.timer = nil
+	s.heartbeatDue = true
+	t := s.transport
+	s.mu.Unlock()
+	t.Wake()
+}
+
+func (s *Session) onDisconnectTimeout(gen uint64) {
+	s.mu.Lock()
+	if gen != s.timerGen || s.transport != nil || s.state == Closed {
+		s.mu.Unlock()
+		return
+	}
+	s.timer = nil
+	if s.state < Closing {
+		s.closeLocked(&CloseError{Code: CodeSessionTimeout,
+			Reason: fmt.Sprintf("no transport for %s", s.cfg.DisconnectTimeout)})
+	}
+	s.finishLocked()
+	s.mu.Unlock()
+	s.hooks.closed(s)
+}
+
+func (h *Hooks) closed(s *Session) {
+	if h != nil && h.Closed != nil {
+		h.Closed(s)
+	}
+}
+
+// notify signals a capacity-1 channel without blocking.
+func notify(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,359 @@
+// Package longpoll carries a session over plain HTTP requests: a GET held
+// until there is something to say (the poll), and a POST for what the client
+// says (the send). Each also has a JSONP form for browsers that cannot make
+// cross-origin requests any other way (IE6/7), and every answer is text/plain
+// or JavaScript with no custom header, so IE8/9's XDomainRequest can read it.
+package longpoll
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"github.com/cometkit/cometkit/internal/httpx"
+	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/wire"
+)
+
+// Name is the transport's name in negotiation and in Session.Transport.
+const Name = "longpoll"
+
+// Options configure the transport; zero fields take defaults.
+type Options struct {
+	// MaxBatchBytes bounds the message data in one poll answer (default 256 KiB);
+	// more waits for the next poll.
+	MaxBatchBytes int
+	// MaxBodyBytes bounds a send's body (default 1 MiB); larger is refused with 413.
+	MaxBodyBytes int64
+	// MaxFrames bounds the frames in one send (default 4096).
+	MaxFrames int
+	// Logger receives one line per refused request (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Transport serves the poll and send requests of sessions.
+type Transport struct {
+	opts Options
+}
+
+// New returns a Transport with opts' zero fields defaulted.
+func New(opts Options) *Transport {
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 256 << 10
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = 1 << 20
+	}
+	if opts.MaxFrames <= 0 {
+		opts.MaxFrames = 4096
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Transport{opts: opts}
+}
+
+// poller is one held poll request as the session sees it.
+type poller struct {
+	wake chan struct{}
+	kick chan *session.CloseError
+}
+
+func (p *poller) Name() string { return Name }
+
+func (p *poller) Wake() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (p *poller) Kick(code session.Code, reason string) {
+	select {
+	case p.kick <- &session.CloseError{Code: code, Reason: reason}:
+	default:
+	}
+}
+
+// ServePoll answers a poll: GET ?ack=N[&callback=F]. The client acknowledges
+// every message up to N; the answer carries the messages after N, or a
+// heartbeat when there were none for the heartbeat interval, or an end frame
+// when a newer poll of the same session took over.
+func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
+	q := r.URL.Query()
+	callback, ok := lp.callback(w, r, q)
+	if !ok {
+		return
+	}
+	ack, err := parseAck(q.Get("ack"))
+	if err != nil {
+		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
+		return
+	}
+	ctx := r.Context()
+	if err := ep.Ack(ctx, ack); err != nil {
+		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
+		return
+	}
+	p := &poller{wake: make(chan struct{}, 1), kick: make(chan *session.CloseError, 1)}
+	if err := ep.Attach(p); err != nil {
+		var ce *session.CloseError
+		if !errors.As(err, &ce) {
+			ce = &session.CloseError{Code: session.CodeInternalError, Reason: err.Error()}
+		}
+		lp.writeFrames(w, callback, http.StatusOK, nil, closeFrame(wire.KindClose, ce))
+		return
+	}
+	var buf []session.Message
+	for {
+		b, err := ep.Pull(ctx, p, ack, lp.opts.MaxBatchBytes, buf[:0])
+		if errors.Is(err, session.ErrDetached) {
+			lp.writeFrames(w, callback, http.StatusOK, nil, closeFrame(wire.KindEnd, lp.kickReason(p)))
+			return
+		}
+		if err != nil {
+			ep.Detach(p)
+			lp.opts.Logger.Error("longpoll: pull failed", "session", ep.ID(), "err", err)
+			lp.refuse(w, r, http.StatusInternalServerError, "internal", "could not read the session's queue")
+			return
+		}
+		if !b.Empty() {
+			// Detach before writing: once the client reads this answer its
+			// session is unattached, and the disconnect timeout is running.
+			ep.Detach(p)
+			var extra []wire.Frame
+			if b.Heartbeat {
+				extra = append(extra, wire.Frame{Kind: wire.KindHeartbeat})
+			}
+			if b.Close != nil {
+				extra = append(extra, closeFrame(wire.KindClose, b.Close))
+			}
+			lp.writeFrames(w, callback, http.StatusOK, b.Messages, extra...)
+			return
+		}
+		buf = b.Messages
+		select {
+		case <-p.wake:
+		case ce := <-p.kick:
+			lp.writeFrames(w, callback, http.StatusOK, nil, closeFrame(wire.KindEnd, ce))
+			return
+		case <-ctx.Done():
+			ep.Detach(p)
+			return
+		}
+	}
+}
+
+func (lp *Transport) kickReason(p *poller) *session.CloseError {
+	select {
+	case ce := <-p.kick:
+		return ce
+	default:
+		return &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
+	}
+}
+
+// ServeSend accepts what the client says: POST with a batch as the body
+// (any content type; for a form post, the field d), or for JSONP a GET with
+// the batch in d and a callback. The answer is an ack frame with the highest
+// message sequence number accepted, and a close frame if the session is over.
+func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
+	q := r.URL.Query()
+	callback, ok := lp.callback(w, r, q)
+	if !ok {
+		return
+	}
+	var body string
+	switch r.Method {
+	case http.MethodGet:
+		if callback == "" {
+			lp.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "send by GET is only for JSONP (callback=)")
+			return
+		}
+		body = q.Get("d")
+	case http.MethodPost:
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lp.opts.MaxBodyBytes))
+		if err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				lp.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
+					"body exceeds "+strconv.FormatInt(lp.opts.MaxBodyBytes, 10)+" bytes")
+				return
+			}
+			lp.refuse(w, r, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+			return
+		}
+		body = string(raw)
+		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+			form, err := url.ParseQuery(body)
+			if err != nil {
+				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "form body: "+err.Error())
+				return
+			}
+			body = form.Get("d")
+		}
+	default:
+		w.Header().Set("Allow", "GET, POST, OPTIONS")
+		lp.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "send takes POST (or GET for JSONP)")
+		return
+	}
+	frames, err := wire.ParseBatch(body, lp.opts.MaxFrames)
+	if err != nil {
+		lp.refuse(w, r, http.StatusBadRequest, "malformed", err.Error())
+		return
+	}
+	ctx := r.Context()
+	var (
+		msgs     []session.Message
+		ack      uint64
+		hasAck   bool
+		clientCl *wire.Frame
+	)
+	for i := range frames {
+		switch f := frames[i]; f.Kind {
+		case wire.KindMessage:
+			msgs = append(msgs, session.Message{Seq: f.Seq, Data: f.Data})
+		case wire.KindAck:
+			ack, hasAck = max(ack, f.Seq), true
+		case wire.KindClose:
+			clientCl = &frames[i]
+		case wire.KindHeartbeat:
+		default:
+			lp.refuse(w, r, http.StatusBadRequest, "malformed", "a client may not send frame kind "+string(rune(f.Kind)))
+			return
+		}
+	}
+	if hasAck {
+		if err := ep.Ack(ctx, ack); err != nil {
+			lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
+			return
+		}
+	}
+	acked, err := ep.Receive(ctx, msgs)
+	var ce *session.CloseError
+	switch {
+	case err == nil:
+	case errors.As(err, &ce):
+		lp.writeFrames(w, callback, http.StatusOK, nil, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
+		return
+	case errors.Is(err, session.ErrTooLarge):
+		lp.refuse(w, r, http.StatusRequestEntityTooLarge, "message_too_large", err.Error())
+		return
+	case errors.Is(err, session.ErrSeqGap):
+		lp.refuse(w, r, http.StatusBadRequest, "sequence_gap", err.Error())
+		return
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		// The client went away while the inbox was full; it will resend
+		// whatever is above the ack it never saw, and duplicates are skipped.
+		return
+	default:
+		lp.opts.Logger.Error("longpoll: receive failed", "session", ep.ID(), "err", err)
+		lp.refuse(w, r, http.StatusInternalServerError, "internal", "could not accept messages")
+		return
+	}
+	if clientCl != nil {
+		ep.ClientClose(session.Code(clientCl.Code), clientCl.Data)
+	}
+	lp.writeFrames(w, callback, http.StatusOK, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+}
+
+// Refuse answers a poll or send that cannot reach a session (it is unknown,
+// or expired) with a close frame in the form the client reads: status
+// (404 for an unknown session) with a text batch, or 200 with JSONP, since a
+// script tag cannot see a status.
+func (lp *Transport) Refuse(w http.ResponseWriter, r *http.Request, status int, code session.Code, reason string) {
+	callback, ok := lp.callback(w, r, r.URL.Query())
+	if !ok {
+		return
+	}
+	lp.writeFrames(w, callback, status, nil, closeFrame(wire.KindClose, &session.CloseError{Code: code, Reason: reason}))
+}
+
+func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
+	return wire.Frame{Kind: kind, Code: int(ce.Code), Data: ce.Reason}
+}
+
+// writeFrames writes msgs then extra as a batch, or as a JSONP call.
+func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, status int, msgs []session.Message, extra ...wire.Frame) {
+	var batch []byte
+	for _, m := range msgs {
+		batch = wire.AppendBatchFrame(batch, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
+	}
+	for _, f := range extra {
+		batch = wire.AppendBatchFrame(batch, f)
+	}
+	h := w.Header()
+	httpx.NoCache(h)
+	if callback != "" {
+		out := make([]byte, 0, len(batch)+len(callback)+16)
+		out = append(out, "/**/"...)
+		out = append(out, callback...)
+		out = append(out, '(')
+		out = wire.AppendJSString(out, string(batch))
+		out = append(out, ");"...)
+		h.Set("Content-Type", "application/javascript; charset=utf-8")
+		if status != http.StatusOK {
+			status = http.StatusOK // a script tag does not run a non-2xx answer
+		}
+		batch = out
+	} else {
+		h.Set("Content-Type", "text/plain; charset=utf-8")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(batch)))
+	w.WriteHeader(status)
+	_, _ = w.Write(batch)
+}
+
+// callback returns the validated JSONP callback name, "" when none was
+// asked for; it answers 400 and returns false for a hostile one.
+func (lp *Transport) callback(w http.ResponseWriter, r *http.Request, q url.Values) (string, bool) {
+	if !q.Has("callback") {
+		return "", true
+	}
+	cb := q.Get("callback")
+	if !ValidCallback(cb) {
+		lp.refuse(w, r, http.StatusBadRequest, "bad_callback",
+			"JSONP callback must match ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")
+		return "", false
+	}
+	return cb, true
+}
+
+// ValidCallback reports whether name may be used as a JSONP callback:
+// ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$. Anything else could inject script.
+func ValidCallback(name string) bool {
+	if name == "" || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		ok := c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c == '_' || c == '$' ||
+			i > 0 && (c >= '0' && c <= '9' || c == '.')
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func parseAck(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	f, err := wire.ParseFrame("a" + s)
+	if err != nil {
+		return 0, err
+	}
+	return f.Seq, nil
+}
+
+func (lp *Transport) refuse(w http.ResponseWriter, r *http.Request, status int, name, message string) {
+	lp.opts.Logger.Info("longpoll: refused", "status", status, "error", name, "message", message,
+		"remote", r.RemoteAddr, "path", r.URL.Path)
+	httpx.WriteError(w, status, name, message)
+}
