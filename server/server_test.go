@@ -660,3 +660,13 @@ func TestShutdownTellsClientsToComeBack(t *testing.T) {
 		t.Fatal("negotiation accepted during shutdown")
 	}
 }
+
+func TestFormPostWithoutBatchRefused(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	c := ts.negotiate(t)
+	resp, body := do(t, ts, http.MethodPost, c.URL("send", nil),
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, strings.NewReader("7:m1:hiya\n"))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, `"bad_body"`) {
+		t.Fatalf("form post without d: %d %s", resp.StatusCode, body)
+	}
+}

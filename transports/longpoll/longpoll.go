@@ -195,6 +195,10 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "form body: "+err.Error())
 				return
 			}
+			if !form.Has("d") {
+				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "a form-encoded send carries its batch in the field d")
+				return
+			}
 			body = form.Get("d")
 		}
 	default:
