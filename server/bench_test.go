@@ -1,0 +1,258 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cometkit/cometkit/internal/testclient"
+	"github.com/cometkit/cometkit/session"
+)
+
+func benchTransport() *http.Transport {
+	return &http.Transport{
+		MaxIdleConns:        0,
+		MaxIdleConnsPerHost: 20000,
+		IdleConnTimeout:     time.Minute,
+	}
+}
+
+// BenchmarkLongPollRoundTrip: one op is a message sent by POST, echoed by
+// the application, and received by the next poll (two HTTP requests). Each
+// parallel worker is its own session; server and clients share the machine.
+func BenchmarkLongPollRoundTrip(b *testing.B) {
+	srv, err := New(echo, Options{HashKey: []byte("0123456789abcdef0123456789abcdef"),
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	tr := benchTransport()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	ctx := context.Background()
+	msg := strings.Repeat("x", 64)
+	var failed atomic.Value
+	b.ReportAllocs()
+	b.SetParallelism(8) // 16 sessions on 2 cores: enough to keep both busy
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := testclient.Negotiate(ctx, hc, hs.URL, nil)
+		if err != nil {
+			failed.Store(err)
+			return
+		}
+		for pb.Next() {
+			if _, err := c.Send(ctx, msg); err != nil {
+				failed.Store(err)
+				return
+			}
+			for got := false; !got; {
+				res, err := c.Poll(ctx)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				got = len(res.Messages) > 0
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "roundtrips/s")
+}
+
+// idleServerEnv makes the test binary run as a bare server process for
+// BenchmarkIdleLongPollSessions, so that the client's memory is not counted.
+const idleServerEnv = "COMETKIT_IDLE_SERVER"
+
+func init() {
+	if os.Getenv(idleServerEnv) == "" {
+		return
+	}
+	runIdleServer()
+	os.Exit(0)
+}
+
+type memReport struct {
+	RSS        int64 // bytes, from /proc/self/status
+	HeapInuse  uint64
+	Goroutines int
+	Opened     uint64
+	Sessions   int
+}
+
+// runIdleServer serves an application that waits in Recv (as most do),
+// prints its address, reports its memory at /_mem, and exits when stdin closes.
+func runIdleServer() {
+	app := HandlerFunc(func(s *session.Session) {
+		for {
+			if _, err := s.Recv(s.Context()); err != nil {
+				return
+			}
+		}
+	})
+	srv, err := New(app, Options{
+		HashKey:     []byte("0123456789abcdef0123456789abcdef"),
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MaxSessions: 1 << 20,
+		Session:     session.Config{HeartbeatInterval: 10 * time.Minute, DisconnectTimeout: 10 * time.Minute},
+	})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/rt/", srv)
+	mux.HandleFunc("/_mem", func(w http.ResponseWriter, _ *http.Request) {
+		runtime.GC()
+		if path := os.Getenv("COMETKIT_IDLE_HEAPPROFILE"); path != "" {
+			if f, err := os.Create(path); err == nil {
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		st := srv.Stats()
+		_ = json.NewEncoder(w).Encode(memReport{RSS: selfRSS(), HeapInuse: ms.HeapInuse,
+			Goroutines: runtime.NumGoroutine(), Opened: st.Opened, Sessions: st.Sessions})
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(ln.Addr().String())
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	_ = http.Serve(ln, mux)
+}
+
+func selfRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb * 1024
+		}
+	}
+	return -1
+}
+
+// BenchmarkIdleLongPollSessions holds COMETKIT_IDLE_SESSIONS (default
+// 10,000) sessions, each with a held poll, against a server in its own
+// process, and reports that process's RSS and heap growth per session.
+// Run it once: go test ./server -run '^$' -bench IdleLongPoll -benchtime 1x
+func BenchmarkIdleLongPollSessions(b *testing.B) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("COMETKIT_IDLE_SESSIONS")); err == nil && v > 0 {
+		n = v
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), idleServerEnv+"=1")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); _ = cmd.Wait() }()
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := "http://" + strings.TrimSpace(addr)
+	tr := benchTransport()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	mem := func() memReport {
+		resp, err := hc.Get(base + "/_mem")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m memReport
+		if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+			b.Fatal(err)
+		}
+		return m
+	}
+	for i := 0; i < b.N; i++ {
+		holdIdleSessions(b, hc, base, n, mem)
+	}
+}
+
+func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var polls sync.WaitGroup
+	defer func() { cancel(); polls.Wait() }()
+	{
+		before := mem()
+		clients := make([]*testclient.Client, n)
+		var wg sync.WaitGroup
+		var failed atomic.Value
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for j := w; j < n; j += 32 {
+					c, err := testclient.Negotiate(ctx, hc, base+"/rt", nil)
+					if err != nil {
+						failed.Store(err)
+						return
+					}
+					clients[j] = c
+				}
+			}(w)
+		}
+		wg.Wait()
+		if err, _ := failed.Load().(error); err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range clients {
+			polls.Add(1)
+			go func(c *testclient.Client) { defer polls.Done(); _, _ = c.Poll(ctx) }(c)
+		}
+		// Every session opens when its first poll attaches.
+		var after memReport
+		for deadline := time.Now().Add(2 * time.Minute); ; {
+			after = mem()
+			if after.Opened >= before.Opened+uint64(n) {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("only %d of %d polls attached", after.Opened-before.Opened, n)
+			}
+			time.Sleep(100 * time.Millisecond) // polling a remote process's state, not synchronising
+		}
+		b.ReportMetric(float64(after.RSS-before.RSS)/float64(n)/1024, "rss-KB/session")
+		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(n)/1024, "heap-KB/session")
+		b.ReportMetric(float64(after.Goroutines-before.Goroutines)/float64(n), "goroutines/session")
+		b.ReportMetric(float64(n), "sessions")
+	}
+}
