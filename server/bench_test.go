@@ -118,7 +118,7 @@ func runIdleServer() {
 		HashKey:     []byte("0123456789abcdef0123456789abcdef"),
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxSessions: 1 << 20,
-		Session:     session.Config{HeartbeatInterval: 10 * time.Minute, DisconnectTimeout: 10 * time.Minute},
+		Session:     session.Config{HeartbeatInterval: 10 * time.Minute, DisconnectTimeout: 20 * time.Minute},
 	})
 	if err != nil {
 		panic(err)

@@ -46,8 +46,14 @@ func (p *originPolicy) allowed(r *http.Request, origin string) bool {
 	if p.check != nil {
 		return p.check(r, origin)
 	}
-	if sameOrigin(r, origin) || p.any {
-		return true
+	return sameOrigin(r, origin) || p.any || p.named(r, origin)
+}
+
+// named reports whether the policy names this origin (exactly, by a
+// wildcard pattern, or by CheckOrigin), as opposed to allowing any.
+func (p *originPolicy) named(r *http.Request, origin string) bool {
+	if p.check != nil {
+		return p.check(r, origin)
 	}
 	o := strings.ToLower(origin)
 	if p.exact[o] {

@@ -82,8 +82,9 @@ type Server struct {
 
 	mu       sync.RWMutex
 	sessions map[string]*session.Session
-	changed  chan struct{} // closed and replaced when a session closes or flushes
+	changed  chan struct{} // closed and replaced when a session closes or flushes, or a handler returns
 	closing  bool
+	running  int // handlers running
 
 	handlers sync.WaitGroup // running ServeSession calls
 	stats    counters
@@ -117,6 +118,9 @@ func New(h Handler, opts Options) (*Server, error) {
 	}
 	if strings.Contains(node, "|") {
 		return nil, errors.New("server: Node may not contain '|'")
+	}
+	if err := opts.Session.Validate(); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s := &Server{
 		handler:  h,
@@ -226,7 +230,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string) *s
 		// Signed by us, so it was ours; now it is gone: the client must reset.
 		s.stats.resets.Add(1)
 		s.log.Info("cometkit: request for unknown session; answering reset", "session", id, "remote", r.RemoteAddr)
-		s.longpoll.Refuse(w, r, http.StatusNotFound, session.CodeSessionUnknown, "session unknown or expired")
+		s.longpoll.Refuse(w, r, session.CodeSessionUnknown, "session unknown or expired")
 		return nil
 	}
 	return sess
@@ -337,9 +341,24 @@ func (s *Server) create(r *http.Request) (*session.Session, error) {
 func (s *Server) sessionOpened(sess *session.Session) {
 	s.stats.opened.Add(1)
 	s.log.Debug("cometkit: session open", "session", sess.ID(), "transport", sess.Transport(), "remote", sess.RemoteAddr())
+	s.mu.Lock()
+	if s.closing {
+		// Close or Shutdown has begun and is ending this session; a handler
+		// started now could outlive their wait for handlers.
+		s.mu.Unlock()
+		return
+	}
 	s.handlers.Add(1)
+	s.running++
+	s.mu.Unlock()
 	go func() {
-		defer s.handlers.Done()
+		defer func() {
+			s.mu.Lock()
+			s.running--
+			s.mu.Unlock()
+			s.handlers.Done()
+			s.signalChange(sess)
+		}()
 		defer func() {
 			if p := recover(); p != nil {
 				s.log.Error("cometkit: session handler panicked", "session", sess.ID(), "panic", p)
@@ -431,13 +450,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, sess := range left {
 		sess.Terminate(session.CodeGoingAway, "server shutting down")
 	}
-	done := make(chan struct{})
-	go func() { s.handlers.Wait(); close(done) }()
-	select {
-	case <-done:
-		return ctx.Err()
-	case <-ctx.Done():
-		return ctx.Err()
+	for {
+		s.mu.RLock()
+		running, changed := s.running, s.changed
+		s.mu.RUnlock()
+		if running == 0 {
+			return ctx.Err()
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 
@@ -459,17 +483,18 @@ func (s *Server) Close() {
 }
 
 // setCORS lets an allowed cross-origin page read the answer.
+// Credentials (cookies) are granted only to origins named in the policy,
+// never to "*": any page could otherwise act with the user's cookies.
 func (s *Server) setCORS(w http.ResponseWriter, r *http.Request, origin string) {
-	if origin == "" {
-		return
-	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
-	if sameOrigin(r, origin) {
+	if origin == "" || sameOrigin(r, origin) {
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
-	h.Set("Access-Control-Allow-Credentials", "true")
+	if s.origins.named(r, origin) {
+		h.Set("Access-Control-Allow-Credentials", "true")
+	}
 }
 
 func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
@@ -483,7 +508,7 @@ func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, status int, name, message string) {
 	s.log.Info("cometkit: refused", "status", status, "error", name, "message", message,
 		"remote", r.RemoteAddr, "path", r.URL.Path)
-	httpx.WriteError(w, status, name, message)
+	httpx.WriteError(w, status, httpx.ErrorBody{Error: name, Message: message})
 }
 
 // Stats are running totals, readable as plain values so that an expvar or

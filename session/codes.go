@@ -3,6 +3,8 @@ package session
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 )
 
 // Code is why a session (or one transport connection of it) ended. The values
@@ -78,6 +80,34 @@ func (c Code) String() string {
 // one transport connection of it (CodeReplaced, CodeRecycled).
 func (c Code) SessionEnding() bool {
 	return c != CodeReplaced && c != CodeRecycled
+}
+
+// MaxReasonBytes bounds a close reason, as RFC 6455 bounds a close frame's.
+const MaxReasonBytes = 123
+
+// ErrBadCloseCode is returned for a close code outside 1000–4999, or one
+// that ends only a connection (CodeReplaced, CodeRecycled).
+var ErrBadCloseCode = errors.New("session: bad close code")
+
+// CheckCloseCode reports whether code may close a session.
+func CheckCloseCode(code Code) error {
+	if code < 1000 || code > 4999 || !code.SessionEnding() {
+		return fmt.Errorf("%w: %d", ErrBadCloseCode, int(code))
+	}
+	return nil
+}
+
+// cleanReason makes a reason valid UTF-8 of at most MaxReasonBytes.
+func cleanReason(r string) string {
+	r = strings.ToValidUTF8(r, "\uFFFD")
+	if len(r) <= MaxReasonBytes {
+		return r
+	}
+	r = r[:MaxReasonBytes]
+	for !utf8.ValidString(r) {
+		r = r[:len(r)-1]
+	}
+	return r
 }
 
 // CloseError is the error Send and Recv return once the session has closed;

@@ -89,6 +89,9 @@ func (l *MemLog) Ack(_ context.Context, seq uint64) error {
 
 // Read implements Log.
 func (l *MemLog) Read(_ context.Context, after uint64, maxBytes int, dst []Message) ([]Message, error) {
+	if after >= l.last {
+		return dst, nil
+	}
 	held := l.msgs[l.head:]
 	// Sequence numbers are dense, so the first wanted message is found by arithmetic.
 	i := 0

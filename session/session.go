@@ -16,10 +16,11 @@ import (
 type State int32
 
 const (
-	// Connecting: created by negotiation; no transport has attached yet.
+	// Connecting: created by negotiation; the client has neither attached a
+	// transport nor sent anything yet.
 	Connecting State = iota
-	// Open: a transport has attached at least once and the application's
-	// handler runs. The session stays Open while the client switches or
+	// Open: the client has attached a transport or sent a message, and the
+	// application's handler runs. The session stays Open while the client switches or
 	// reconnects transports, for up to Config.DisconnectTimeout between them.
 	Open
 	// Closing: a close was decided (by either side, a timeout or an overflow).
@@ -116,6 +117,20 @@ func (c Config) Defaults() Config {
 	return c
 }
 
+// Validate reports settings that cannot work together (after defaults).
+func (c Config) Validate() error {
+	d := c.Defaults()
+	if d.MaxQueueBytes < d.MaxMessageBytes {
+		return fmt.Errorf("session config: MaxQueueBytes (%d) is less than MaxMessageBytes (%d): a largest message could never be queued",
+			d.MaxQueueBytes, d.MaxMessageBytes)
+	}
+	if d.HeartbeatInterval >= d.DisconnectTimeout {
+		return fmt.Errorf("session config: HeartbeatInterval (%s) must be shorter than DisconnectTimeout (%s)",
+			d.HeartbeatInterval, d.DisconnectTimeout)
+	}
+	return nil
+}
+
 // Info describes the request that opened a session (the negotiation), so the
 // application can authenticate or log it. Header is a plain MIME header map;
 // convert it with http.Header(info.Header).
@@ -128,7 +143,8 @@ type Info struct {
 // Hooks let the owner of a session (the server) act on its life without the
 // session knowing the owner.
 type Hooks struct {
-	// Open is called once, when the first transport attaches.
+	// Open is called once, when the session opens (first attach or first
+	// message from the client).
 	Open func(*Session)
 	// Flushed is called once, when the close frame is handed to a transport.
 	Flushed func(*Session)
@@ -160,7 +176,7 @@ type Endpoint interface {
 	Pull(ctx context.Context, t Transport, after uint64, maxBytes int, dst []Message) (Batch, error)
 	Ack(ctx context.Context, seq uint64) error
 	Receive(ctx context.Context, msgs []Message) (acked uint64, err error)
-	ClientClose(code Code, reason string)
+	ClientClose(code Code, reason string) error
 }
 
 // Batch is what a transport should write next.
@@ -207,11 +223,11 @@ type Session struct {
 	closeSent     bool          // the close frame was handed to a transport
 	room          chan struct{} // closed when an ack frees replay-queue room
 
-	inSeq      uint64   // last inbound sequence number accepted
-	inbox      []string // accepted, not yet taken by Recv
-	inboxReady chan struct{}
-	inboxRoom  chan struct{}
-	receiveMu  sync.Mutex // serialises Receive so de-duplication holds across its waits
+	inSeq       uint64   // last inbound sequence number accepted
+	inbox       []string // accepted, not yet taken by Recv
+	inboxReady  chan struct{}
+	inboxRoom   chan struct{}
+	receiveTurn chan struct{} // a lock that Receive can give up waiting for: de-duplication must hold across its waits
 }
 
 // NewID returns a random, unguessable session ID (a UUID v4: 122 random bits).
@@ -222,13 +238,14 @@ func NewID() string { return uuid.NewString() }
 // cfg.DisconnectTimeout, the session closes itself.
 func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 	s := &Session{
-		id:         id,
-		info:       info,
-		cfg:        cfg,
-		hooks:      hooks,
-		log:        cfg.NewLog(cfg),
-		inboxReady: make(chan struct{}, 1),
-		inboxRoom:  make(chan struct{}, 1),
+		id:          id,
+		info:        info,
+		cfg:         cfg,
+		hooks:       hooks,
+		log:         cfg.NewLog(cfg),
+		inboxReady:  make(chan struct{}, 1),
+		inboxRoom:   make(chan struct{}, 1),
+		receiveTurn: make(chan struct{}, 1),
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
@@ -360,11 +377,16 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 			return "", err
 		}
 		s.mu.Unlock()
+		// Only now, with the inbox seen empty, may a context end the wait:
+		// ctx is often s.Context(), which is cancelled at the very moment a
+		// client's last message and its close arrive together.
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
 		select {
 		case <-s.inboxReady:
 		case <-s.ctx.Done():
 		case <-ctx.Done():
-			return "", ctx.Err()
 		}
 	}
 }
@@ -373,6 +395,9 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 // with code and reason are delivered to the client if it comes for them.
 // Closing a closing or closed session does nothing.
 func (s *Session) Close(code Code, reason string) error {
+	if err := CheckCloseCode(code); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if s.state >= Closing {
 		s.mu.Unlock()
@@ -409,9 +434,14 @@ func (s *Session) Terminate(code Code, reason string) {
 }
 
 // closeLocked moves an open session to Closing.
+// The session lingers for one DisconnectTimeout from now, attached or not,
+// so that its client can collect the close frame; polls after that cannot
+// keep it alive.
 func (s *Session) closeLocked(ce *CloseError) {
+	ce.Reason = cleanReason(ce.Reason)
 	s.state = Closing
 	s.closeErr = ce
+	s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
 	s.cancel()
 }
 
@@ -421,16 +451,20 @@ func (s *Session) finishLocked() {
 	s.stopTimerLocked()
 	s.transport = nil
 	s.log.Free()
-	s.inbox = nil
+	// The inbox stays: its messages were acknowledged to the client, so Recv
+	// still returns them. It is bounded and goes with the Session.
 	s.cancel()
 }
 
 // ClientClose records that the client closed the session.
-func (s *Session) ClientClose(code Code, reason string) {
+func (s *Session) ClientClose(code Code, reason string) error {
+	if err := CheckCloseCode(code); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	if s.state >= Closing {
 		s.mu.Unlock()
-		return
+		return nil
 	}
 	s.closeLocked(&CloseError{Code: code, Reason: reason, ByClient: true})
 	t := s.transport
@@ -438,6 +472,7 @@ func (s *Session) ClientClose(code Code, reason string) {
 	if t != nil {
 		t.Wake()
 	}
+	return nil
 }
 
 // Attach makes t the transport carrying the session, kicking the one before
@@ -453,7 +488,9 @@ func (s *Session) Attach(t Transport) error {
 	s.transport = t
 	s.transportName = t.Name()
 	s.heartbeatDue = false
-	s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+	if s.state < Closing {
+		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+	}
 	opened := s.state == Connecting
 	if opened {
 		s.state = Open
@@ -462,8 +499,8 @@ func (s *Session) Attach(t Transport) error {
 	if old != nil && old != t {
 		old.Kick(CodeReplaced, "replaced by a newer connection")
 	}
-	if opened && s.hooks != nil && s.hooks.Open != nil {
-		s.hooks.Open(s)
+	if opened {
+		s.hooks.open(s)
 	}
 	return nil
 }
@@ -477,7 +514,9 @@ func (s *Session) Detach(t Transport) {
 		return
 	}
 	s.transport = nil
-	s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	if s.state < Closing {
+		s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	}
 	s.mu.Unlock()
 }
 
@@ -508,7 +547,7 @@ func (s *Session) Pull(ctx context.Context, t Transport, after uint64, maxBytes 
 	if b.Empty() && s.heartbeatDue {
 		b.Heartbeat = true
 	}
-	if !b.Empty() {
+	if !b.Empty() && s.state < Closing {
 		s.heartbeatDue = false
 		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
 	}
@@ -557,8 +596,23 @@ func (s *Session) Ack(ctx context.Context, seq uint64) error {
 // inbox is full it waits for Recv to make room, until ctx ends; what was
 // accepted before then stays accepted.
 func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
-	s.receiveMu.Lock()
-	defer s.receiveMu.Unlock()
+	select {
+	case s.receiveTurn <- struct{}{}:
+		defer func() { <-s.receiveTurn }()
+	case <-ctx.Done():
+		return s.Received(), ctx.Err()
+	}
+	s.mu.Lock()
+	// A client that sends has connected, even before its first poll: open
+	// the session so the application starts reading.
+	opened := s.state == Connecting && len(msgs) > 0
+	if opened {
+		s.state = Open
+	}
+	s.mu.Unlock()
+	if opened {
+		s.hooks.open(s)
+	}
 	for i := 0; i < len(msgs); {
 		m := msgs[i]
 		s.mu.Lock()
@@ -596,6 +650,9 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.state >= Closing {
+		return s.inSeq, s.closeErr // so that the client learns of the close
+	}
 	return s.inSeq, nil
 }
 
@@ -646,7 +703,7 @@ func (s *Session) onHeartbeat(gen uint64) {
 
 func (s *Session) onDisconnectTimeout(gen uint64) {
 	s.mu.Lock()
-	if gen != s.timerGen || s.transport != nil || s.state == Closed {
+	if gen != s.timerGen || s.state == Closed || (s.transport != nil && s.state < Closing) {
 		s.mu.Unlock()
 		return
 	}
@@ -655,9 +712,19 @@ func (s *Session) onDisconnectTimeout(gen uint64) {
 		s.closeLocked(&CloseError{Code: CodeSessionTimeout,
 			Reason: fmt.Sprintf("no transport for %s", s.cfg.DisconnectTimeout)})
 	}
+	t := s.transport
 	s.finishLocked()
 	s.mu.Unlock()
+	if t != nil {
+		t.Kick(s.closeErr.Code, s.closeErr.Reason)
+	}
 	s.hooks.closed(s)
+}
+
+func (h *Hooks) open(s *Session) {
+	if h != nil && h.Open != nil {
+		h.Open(s)
+	}
 }
 
 func (h *Hooks) closed(s *Session) {

@@ -15,12 +15,15 @@ type ErrorBody struct {
 	Error string `json:"error"`
 	// Message says what was wrong, for people.
 	Message string `json:"message"`
+	// Ack, on a refused send, is the highest client sequence number accepted
+	// before the refused message: the client may forget messages up to it.
+	Ack *uint64 `json:"ack,omitempty"`
 }
 
 // WriteError answers status with a JSON ErrorBody.
-func WriteError(w http.ResponseWriter, status int, name, message string) {
+func WriteError(w http.ResponseWriter, status int, body ErrorBody) {
 	var b bytes.Buffer
-	_ = json.NewEncoder(&b).Encode(ErrorBody{Error: name, Message: message})
+	_ = json.NewEncoder(&b).Encode(body)
 	h := w.Header()
 	NoCache(h)
 	h.Set("Content-Type", "application/json; charset=utf-8")

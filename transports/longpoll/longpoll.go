@@ -106,14 +106,14 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		if !errors.As(err, &ce) {
 			ce = &session.CloseError{Code: session.CodeInternalError, Reason: err.Error()}
 		}
-		lp.writeFrames(w, callback, http.StatusOK, nil, closeFrame(wire.KindClose, ce))
+		lp.writeFrames(w, callback, nil, closeFrame(wire.KindClose, ce))
 		return
 	}
 	var buf []session.Message
 	for {
 		b, err := ep.Pull(ctx, p, ack, lp.opts.MaxBatchBytes, buf[:0])
 		if errors.Is(err, session.ErrDetached) {
-			lp.writeFrames(w, callback, http.StatusOK, nil, closeFrame(wire.KindEnd, lp.kickReason(p)))
+			lp.writeFrames(w, callback, nil, kickFrame(lp.kickReason(p)))
 			return
 		}
 		if err != nil {
@@ -133,14 +133,14 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 			if b.Close != nil {
 				extra = append(extra, closeFrame(wire.KindClose, b.Close))
 			}
-			lp.writeFrames(w, callback, http.StatusOK, b.Messages, extra...)
+			lp.writeFrames(w, callback, b.Messages, extra...)
 			return
 		}
 		buf = b.Messages
 		select {
 		case <-p.wake:
 		case ce := <-p.kick:
-			lp.writeFrames(w, callback, http.StatusOK, nil, closeFrame(wire.KindEnd, ce))
+			lp.writeFrames(w, callback, nil, kickFrame(ce))
 			return
 		case <-ctx.Done():
 			ep.Detach(p)
@@ -172,10 +172,16 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	switch r.Method {
 	case http.MethodGet:
 		if callback == "" {
+			w.Header().Set("Allow", "GET, POST, OPTIONS")
 			lp.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "send by GET is only for JSONP (callback=)")
 			return
 		}
 		body = q.Get("d")
+		if int64(len(body)) > lp.opts.MaxBodyBytes {
+			lp.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
+				"d exceeds "+strconv.FormatInt(lp.opts.MaxBodyBytes, 10)+" bytes")
+			return
+		}
 	case http.MethodPost:
 		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lp.opts.MaxBodyBytes))
 		if err != nil {
@@ -225,6 +231,10 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 		case wire.KindAck:
 			ack, hasAck = max(ack, f.Seq), true
 		case wire.KindClose:
+			if err := session.CheckCloseCode(session.Code(f.Code)); err != nil {
+				lp.refuse(w, r, http.StatusBadRequest, "bad_close_code", err.Error())
+				return
+			}
 			clientCl = &frames[i]
 		case wire.KindHeartbeat:
 		default:
@@ -243,13 +253,13 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	switch {
 	case err == nil:
 	case errors.As(err, &ce):
-		lp.writeFrames(w, callback, http.StatusOK, nil, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
+		lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
 		return
 	case errors.Is(err, session.ErrTooLarge):
-		lp.refuse(w, r, http.StatusRequestEntityTooLarge, "message_too_large", err.Error())
+		lp.refuseSend(w, r, http.StatusRequestEntityTooLarge, "message_too_large", err.Error(), acked)
 		return
 	case errors.Is(err, session.ErrSeqGap):
-		lp.refuse(w, r, http.StatusBadRequest, "sequence_gap", err.Error())
+		lp.refuseSend(w, r, http.StatusBadRequest, "sequence_gap", err.Error(), acked)
 		return
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		// The client went away while the inbox was full; it will resend
@@ -261,21 +271,31 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 		return
 	}
 	if clientCl != nil {
-		ep.ClientClose(session.Code(clientCl.Code), clientCl.Data)
+		_ = ep.ClientClose(session.Code(clientCl.Code), clientCl.Data) // code checked above
 	}
-	lp.writeFrames(w, callback, http.StatusOK, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+	lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
 }
 
-// Refuse answers a poll or send that cannot reach a session (it is unknown,
-// or expired) with a close frame in the form the client reads: status
-// (404 for an unknown session) with a text batch, or 200 with JSONP, since a
-// script tag cannot see a status.
-func (lp *Transport) Refuse(w http.ResponseWriter, r *http.Request, status int, code session.Code, reason string) {
+// Refuse answers a poll or send that cannot reach its session (unknown, or
+// expired) with a close frame, as a batch or JSONP like any other answer.
+// The status is 200: XDomainRequest and script tags cannot read the body of
+// any other, and the frame says what happened.
+func (lp *Transport) Refuse(w http.ResponseWriter, r *http.Request, code session.Code, reason string) {
 	callback, ok := lp.callback(w, r, r.URL.Query())
 	if !ok {
 		return
 	}
-	lp.writeFrames(w, callback, status, nil, closeFrame(wire.KindClose, &session.CloseError{Code: code, Reason: reason}))
+	lp.writeFrames(w, callback, nil, closeFrame(wire.KindClose, &session.CloseError{Code: code, Reason: reason}))
+}
+
+// kickFrame tells a poll's client why its poll ended early: an end frame
+// when only this connection ended (go on polling), a close frame when the
+// whole session did.
+func kickFrame(ce *session.CloseError) wire.Frame {
+	if ce.Code.SessionEnding() {
+		return closeFrame(wire.KindClose, ce)
+	}
+	return closeFrame(wire.KindEnd, ce)
 }
 
 func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
@@ -283,7 +303,7 @@ func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
 }
 
 // writeFrames writes msgs then extra as a batch, or as a JSONP call.
-func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, status int, msgs []session.Message, extra ...wire.Frame) {
+func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, msgs []session.Message, extra ...wire.Frame) {
 	var batch []byte
 	for _, m := range msgs {
 		batch = wire.AppendBatchFrame(batch, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
@@ -301,15 +321,11 @@ func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, status 
 		out = wire.AppendJSString(out, string(batch))
 		out = append(out, ");"...)
 		h.Set("Content-Type", "application/javascript; charset=utf-8")
-		if status != http.StatusOK {
-			status = http.StatusOK // a script tag does not run a non-2xx answer
-		}
 		batch = out
 	} else {
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 	}
 	h.Set("Content-Length", strconv.Itoa(len(batch)))
-	w.WriteHeader(status)
 	_, _ = w.Write(batch)
 }
 
@@ -359,5 +375,13 @@ func parseAck(s string) (uint64, error) {
 func (lp *Transport) refuse(w http.ResponseWriter, r *http.Request, status int, name, message string) {
 	lp.opts.Logger.Info("longpoll: refused", "status", status, "error", name, "message", message,
 		"remote", r.RemoteAddr, "path", r.URL.Path)
-	httpx.WriteError(w, status, name, message)
+	httpx.WriteError(w, status, httpx.ErrorBody{Error: name, Message: message})
+}
+
+// refuseSend refuses part of a send: the messages up to acked were accepted
+// before the bad one, and the error body says so.
+func (lp *Transport) refuseSend(w http.ResponseWriter, r *http.Request, status int, name, message string, acked uint64) {
+	lp.opts.Logger.Info("longpoll: refused", "status", status, "error", name, "message", message,
+		"acked", acked, "remote", r.RemoteAddr, "path", r.URL.Path)
+	httpx.WriteError(w, status, httpx.ErrorBody{Error: name, Message: message, Ack: &acked})
 }

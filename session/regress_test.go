@@ -1,0 +1,109 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/cometkit/cometkit/session"
+)
+
+// Messages acknowledged to the client stay readable after the session is
+// freed, by timeout or by Terminate.
+func TestAcceptedMessagesOutliveTheSession(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	tr := newFake("longpoll")
+	f.s.Attach(tr)
+	if acked, err := f.s.Receive(ctx, []session.Message{{Seq: 1, Data: "a"}, {Seq: 2, Data: "b"}}); err != nil || acked != 2 {
+		t.Fatal(acked, err)
+	}
+	f.s.ClientClose(session.CodeNormal, "bye")
+	if b := pull(t, f.s, tr, 0); b.Close == nil {
+		t.Fatal("no close frame")
+	}
+	f.s.Detach(tr)
+	f.clock.Advance(30 * time.Second)
+	if f.s.State() != session.Closed {
+		t.Fatal("not freed")
+	}
+	f.s.Terminate(session.CodeGoingAway, "again")
+	for _, want := range []string{"a", "b"} {
+		if m, err := f.s.Recv(ctx); m != want || err != nil {
+			t.Fatalf("Recv = %q %v, want %q", m, err, want)
+		}
+	}
+	if _, err := f.s.Recv(ctx); !errors.Is(err, session.ErrClosed) {
+		t.Fatalf("then: %v", err)
+	}
+}
+
+// Recv(s.Context()) returns a message that arrived together with the close,
+// though the context is cancelled by the close.
+func TestRecvWithSessionContextGetsLastWords(t *testing.T) {
+	for i := 0; i < 20000; i++ {
+		f := newFixture(t, session.Config{})
+		s := f.s
+		got := make(chan error, 1)
+		go func() {
+			_, err := s.Recv(s.Context())
+			got <- err
+		}()
+		for k := 0; k < i%7; k++ {
+			runtime.Gosched()
+		}
+		s.Receive(ctx, []session.Message{{Seq: 1, Data: "last words"}})
+		s.ClientClose(session.CodeNormal, "bye")
+		if err := <-got; err != nil {
+			t.Fatalf("round %d: Recv returned %v with a message unread", i, err)
+		}
+	}
+}
+
+// A send retried after its client gave up does not queue behind one that
+// waits for inbox room.
+func TestReceiveGivesUpItsTurn(t *testing.T) {
+	f := newFixture(t, session.Config{MaxInbound: 1})
+	f.s.Receive(ctx, []session.Message{{Seq: 1, Data: "a"}}) // inbox full; nobody reads
+	waiting, stop := context.WithCancel(ctx)
+	defer stop()
+	go f.s.Receive(waiting, []session.Message{{Seq: 2, Data: "b"}})
+	gone, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := f.s.Receive(gone, []session.Message{{Seq: 2, Data: "b"}}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Receive with a done context: %v", err)
+	}
+}
+
+// Polls after the close cannot keep a closing session alive past its linger.
+func TestLingerIsFixed(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	f.s.Close(session.CodeNormal, "")
+	for i := 0; i < 5; i++ {
+		tr := newFake("longpoll")
+		f.s.Attach(tr)
+		f.clock.Advance(7 * time.Second)
+		f.s.Detach(tr)
+	}
+	if f.s.State() != session.Closed {
+		t.Fatalf("state %v after 35 s of polling a closed session", f.s.State())
+	}
+}
+
+func TestCloseChecksItsCode(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	for _, c := range []session.Code{0, 999, 5000, session.CodeReplaced, session.CodeRecycled} {
+		if err := f.s.Close(c, ""); !errors.Is(err, session.ErrBadCloseCode) {
+			t.Fatalf("Close(%d): %v", c, err)
+		}
+	}
+	tr := newFake("longpoll")
+	f.s.Attach(tr)
+	long := string([]byte{0xff}) + string(make([]byte, 200))
+	f.s.Close(4000, long)
+	b := pull(t, f.s, tr, 0)
+	if len(b.Close.Reason) > session.MaxReasonBytes || b.Close.Reason[:3] != "\uFFFD" {
+		t.Fatalf("reason not cleaned: %q", b.Close.Reason)
+	}
+}
