@@ -355,40 +355,50 @@ func (s *Session) Send(ctx context.Context, data string) error {
 // returned before the close's *CloseError.
 func (s *Session) Recv(ctx context.Context) (string, error) {
 	for {
-		s.mu.Lock()
-		if len(s.inbox) > 0 {
-			m := s.inbox[0]
-			s.inbox[0] = ""
-			s.inbox = s.inbox[1:]
-			more := len(s.inbox) > 0
-			if !more {
-				s.inbox = nil
-			}
-			s.mu.Unlock()
-			notify(s.inboxRoom)
-			if more {
-				notify(s.inboxReady) // another Recv may be waiting
-			}
-			return m, nil
-		}
-		if s.state >= Closing {
-			err := s.closeErr
-			s.mu.Unlock()
-			return "", err
-		}
-		s.mu.Unlock()
-		// Only now, with the inbox seen empty, may a context end the wait:
-		// ctx is often s.Context(), which is cancelled at the very moment a
-		// client's last message and its close arrive together.
-		if err := ctx.Err(); err != nil {
-			return "", err
+		if m, err, ok := s.take(); ok {
+			return m, err
 		}
 		select {
 		case <-s.inboxReady:
 		case <-s.ctx.Done():
 		case <-ctx.Done():
+			// ctx is often s.Context(), cancelled at the very moment a client's
+			// last message and its close arrive together: look once more, under
+			// the lock, before giving up.
+			if m, err, ok := s.take(); ok {
+				return m, err
+			}
+			return "", ctx.Err()
 		}
 	}
+}
+
+// take returns the next inbound message, or the close error once the inbox
+// is empty and the session closing; ok is false if Recv must wait.
+func (s *Session) take() (msg string, err error, ok bool) {
+	s.mu.Lock()
+	if len(s.inbox) > 0 {
+		m := s.inbox[0]
+		s.inbox[0] = ""
+		s.inbox = s.inbox[1:]
+		more := len(s.inbox) > 0
+		if !more {
+			s.inbox = nil
+		}
+		s.mu.Unlock()
+		notify(s.inboxRoom)
+		if more {
+			notify(s.inboxReady) // another Recv may be waiting
+		}
+		return m, nil, true
+	}
+	if s.state >= Closing {
+		err := s.closeErr
+		s.mu.Unlock()
+		return "", err, true
+	}
+	s.mu.Unlock()
+	return "", nil, false
 }
 
 // Close starts closing the session: queued messages and then a close frame
