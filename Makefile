@@ -22,6 +22,7 @@ race:
 fuzz:
 	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzParseBatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzMessageRoundTrip$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/longpoll -run '^$$' -fuzz '^FuzzServeSend$$' -fuzztime $(FUZZTIME)
 
 # Benchmarks are not part of `test`: they measure, they do not pass or fail.

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/cometkit/cometkit/internal/testclient"
 	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/wire"
 )
 
 func benchTransport() *http.Transport {
@@ -97,7 +99,9 @@ func init() {
 }
 
 type memReport struct {
-	RSS        int64 // bytes, from /proc/self/status
+	RSS        int64 // bytes, from /proc/self/status, after a GC
+	RSSFreed   int64 // the same after debug.FreeOSMemory: what an idle process converges to
+	Stack      uint64
 	HeapInuse  uint64
 	Goroutines int
 	Opened     uint64
@@ -136,7 +140,9 @@ func runIdleServer() {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		st := srv.Stats()
-		_ = json.NewEncoder(w).Encode(memReport{RSS: selfRSS(), HeapInuse: ms.HeapInuse,
+		rss := selfRSS()
+		debug.FreeOSMemory()
+		_ = json.NewEncoder(w).Encode(memReport{RSS: rss, RSSFreed: selfRSS(), HeapInuse: ms.HeapInuse, Stack: ms.StackInuse,
 			Goroutines: runtime.NumGoroutine(), Opened: st.Opened, Sessions: st.Sessions})
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -169,6 +175,27 @@ func selfRSS() int64 {
 // process, and reports that process's RSS and heap growth per session.
 // Run it once: go test ./server -run '^$' -bench IdleLongPoll -benchtime 1x
 func BenchmarkIdleLongPollSessions(b *testing.B) {
+	benchIdle(b, func(ctx context.Context, c *testclient.Client) { _, _ = c.Poll(ctx) })
+}
+
+// BenchmarkIdleEventStreamSessions is the same with an open event stream
+// per session (read up to its first event, then left idle).
+// Run it once: go test ./server -run '^$' -bench IdleEventStream -benchtime 1x
+func BenchmarkIdleEventStreamSessions(b *testing.B) {
+	benchIdle(b, func(ctx context.Context, c *testclient.Client) {
+		st, err := c.OpenStream(ctx, nil, nil)
+		if err != nil {
+			return
+		}
+		defer st.Close()
+		if _, err := st.Next(); err != nil {
+			return
+		}
+		<-ctx.Done()
+	})
+}
+
+func benchIdle(b *testing.B, hold func(context.Context, *testclient.Client)) {
 	n := 10000
 	if v, err := strconv.Atoi(os.Getenv("COMETKIT_IDLE_SESSIONS")); err == nil && v > 0 {
 		n = v
@@ -203,11 +230,11 @@ func BenchmarkIdleLongPollSessions(b *testing.B) {
 		return m
 	}
 	for i := 0; i < b.N; i++ {
-		holdIdleSessions(b, hc, base, n, mem)
+		holdIdleSessions(b, hc, base, n, mem, hold)
 	}
 }
 
-func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport) {
+func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport, hold func(context.Context, *testclient.Client)) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var polls sync.WaitGroup
 	defer func() { cancel(); polls.Wait() }()
@@ -236,9 +263,9 @@ func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem fun
 		}
 		for _, c := range clients {
 			polls.Add(1)
-			go func(c *testclient.Client) { defer polls.Done(); _, _ = c.Poll(ctx) }(c)
+			go func(c *testclient.Client) { defer polls.Done(); hold(ctx, c) }(c)
 		}
-		// Every session opens when its first poll attaches.
+		// Every session opens when its first poll or stream attaches.
 		var after memReport
 		for deadline := time.Now().Add(2 * time.Minute); ; {
 			after = mem()
@@ -251,8 +278,89 @@ func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem fun
 			time.Sleep(100 * time.Millisecond) // polling a remote process's state, not synchronising
 		}
 		b.ReportMetric(float64(after.RSS-before.RSS)/float64(n)/1024, "rss-KB/session")
+		b.ReportMetric(float64(after.RSSFreed-before.RSSFreed)/float64(n)/1024, "rss-freed-KB/session")
+		b.ReportMetric(float64(int64(after.Stack)-int64(before.Stack))/float64(n)/1024, "stack-KB/session")
 		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(n)/1024, "heap-KB/session")
 		b.ReportMetric(float64(after.Goroutines-before.Goroutines)/float64(n), "goroutines/session")
 		b.ReportMetric(float64(n), "sessions")
 	}
+}
+
+// BenchmarkEventStreamFanOut: one op sends a 64-byte message to each of
+// 1,000 sessions, each read by its own event stream over real HTTP; it
+// reports messages delivered per second (clients share the machine).
+func BenchmarkEventStreamFanOut(b *testing.B) {
+	const streams = 1000
+	opened := make(chan *session.Session, streams)
+	srv, err := New(HandlerFunc(func(s *session.Session) {
+		opened <- s
+		<-s.Context().Done()
+	}), Options{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: discard,
+		Session: session.Config{MaxQueueMessages: 1 << 16, MaxQueueBytes: 64 << 20}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	tr := benchTransport()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var got atomic.Int64
+	var readers sync.WaitGroup
+	sessions := make([]*session.Session, 0, streams)
+	for i := 0; i < streams; i++ {
+		c, err := testclient.Negotiate(ctx, hc, hs.URL, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		st, err := c.OpenStream(ctx, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		sessions = append(sessions, <-opened)
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			defer st.Close()
+			for {
+				ev, err := st.Next()
+				if err != nil {
+					return
+				}
+				if ev.Frame.Kind == wire.KindMessage {
+					got.Add(1)
+					// Acknowledge now and then so the replay queue stays short.
+					if ev.Frame.Seq%64 == 0 {
+						_, _ = c.SendRaw(ctx, string(wire.AppendBatchFrame(nil, wire.Frame{Kind: wire.KindAck, Seq: ev.Frame.Seq})))
+					}
+				}
+			}
+		}()
+	}
+	msg := strings.Repeat("x", 64)
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		for _, s := range sessions {
+			if err := s.Send(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	want := int64(b.N) * streams
+	for got.Load() < want {
+		if time.Since(start) > time.Minute {
+			b.Fatalf("delivered %d of %d", got.Load(), want)
+		}
+		runtime.Gosched()
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(want)/elapsed.Seconds(), "msgs/s")
+	cancel()
+	srv.Close()
+	readers.Wait()
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/cometkit/cometkit/session"
 )
 
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
@@ -39,7 +41,7 @@ func newTestServer(t *testing.T, h Handler, opts Options) *testServer {
 		opts.HashKey = []byte("0123456789abcdef0123456789abcdef-test-key")
 	}
 	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		opts.Logger = discard
 	}
 	srv, err := New(h, opts)
 	if err != nil {

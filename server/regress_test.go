@@ -150,7 +150,7 @@ func TestBadConfigRefused(t *testing.T) {
 		{MaxQueueBytes: 100, MaxMessageBytes: 1000},
 		{HeartbeatInterval: time.Minute, DisconnectTimeout: time.Second},
 	} {
-		if _, err := New(echo, Options{Session: cfg}); err == nil {
+		if _, err := New(echo, Options{Session: cfg, Logger: discard}); err == nil {
 			t.Fatalf("config %+v accepted", cfg)
 		}
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/eventstream"
 	"github.com/cometkit/cometkit/transports/longpoll"
 )
 
@@ -66,6 +67,9 @@ type Options struct {
 	MaxBodyBytes int64
 	// Logger receives the server's log lines (default slog.Default()).
 	Logger *slog.Logger
+	// EventStream tunes the event-stream transport (its Clock and Logger
+	// default to the session's and the server's).
+	EventStream eventstream.Options
 }
 
 // Server is the http.Handler. Create it with New.
@@ -79,6 +83,7 @@ type Server struct {
 	maxSess  int
 	log      *slog.Logger
 	longpoll *longpoll.Transport
+	events   *eventstream.Transport
 
 	mu       sync.RWMutex
 	sessions map[string]*session.Session
@@ -137,6 +142,14 @@ func New(h Handler, opts Options) (*Server, error) {
 		s.maxSess = 100_000
 	}
 	s.longpoll = longpoll.New(longpoll.Options{MaxBodyBytes: opts.MaxBodyBytes, Logger: log})
+	es := opts.EventStream
+	if es.Clock == nil {
+		es.Clock = s.cfg.Clock
+	}
+	if es.Logger == nil {
+		es.Logger = log
+	}
+	s.events = eventstream.New(es)
 	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed}
 	return s, nil
 }
@@ -153,6 +166,7 @@ func randomBytes(n int) []byte {
 //	.../negotiate          start a session
 //	.../s/{id}/poll        long-poll receive (GET)
 //	.../s/{id}/send        long-poll send (POST; GET for JSONP)
+//	.../s/{id}/eventstream event-stream receive (GET)
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	origin := r.Header.Get("Origin")
@@ -178,17 +192,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch op {
-	case "poll":
+	case "poll", "eventstream":
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET, OPTIONS")
-			s.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "poll takes GET")
+			s.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", op+" takes GET")
 			return
 		}
-		if sess := s.authorize(w, r, id); sess != nil {
-			s.longpoll.ServePoll(w, r, sess)
+		if op == "poll" {
+			if sess := s.authorize(w, r, id, s.longpoll.Refuse); sess != nil {
+				s.longpoll.ServePoll(w, r, sess)
+			}
+			return
+		}
+		if sess := s.authorize(w, r, id, s.events.Refuse); sess != nil {
+			s.events.ServeStream(w, r, sess)
 		}
 	case "send":
-		if sess := s.authorize(w, r, id); sess != nil {
+		if sess := s.authorize(w, r, id, s.longpoll.Refuse); sess != nil {
 			s.longpoll.ServeSend(w, r, sess)
 		}
 	default:
@@ -204,9 +224,12 @@ func cutLast(p string) (rest, last string) {
 	return p[:i], p[i+1:]
 }
 
+// refuser answers, in a transport's own format, a request whose session is gone.
+type refuser func(w http.ResponseWriter, r *http.Request, code session.Code, reason string)
+
 // authorize checks the request's token against the session named in its
 // path and returns the live session, or answers the request and returns nil.
-func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string) *session.Session {
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, gone refuser) *session.Session {
 	raw := r.URL.Query().Get("t")
 	if raw == "" {
 		s.refuse(w, r, http.StatusUnauthorized, "missing_token", "session requests need their token in t=")
@@ -230,7 +253,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string) *s
 		// Signed by us, so it was ours; now it is gone: the client must reset.
 		s.stats.resets.Add(1)
 		s.log.Info("cometkit: request for unknown session; answering reset", "session", id, "remote", r.RemoteAddr)
-		s.longpoll.Refuse(w, r, session.CodeSessionUnknown, "session unknown or expired")
+		gone(w, r, session.CodeSessionUnknown, "session unknown or expired")
 		return nil
 	}
 	return sess
@@ -296,7 +319,7 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 		Version:    1,
 		SessionID:  sess.ID(),
 		Token:      tok,
-		Transports: []string{longpoll.Name},
+		Transports: []string{eventstream.Name, longpoll.Name},
 		Heartbeat:  s.cfg.HeartbeatInterval.Milliseconds(),
 		Disconnect: s.cfg.DisconnectTimeout.Milliseconds(),
 		MaxMessage: s.cfg.MaxMessageBytes,

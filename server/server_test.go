@@ -38,7 +38,7 @@ func pollFor(t *testing.T, c *testclient.Client, n int) []string {
 func TestOpenAndEchoBothWays(t *testing.T) {
 	ts := newTestServer(t, welcome, Options{})
 	c := ts.negotiate(t)
-	if c.Version != 1 || len(c.SessionID) != 36 || c.Token == "" || c.Transports[0] != "longpoll" {
+	if c.Version != 1 || len(c.SessionID) != 36 || c.Token == "" || strings.Join(c.Transports, ",") != "eventstream,longpoll" {
 		t.Fatalf("negotiation = %+v", c.Negotiation)
 	}
 	if c.Heartbeat != 25000 || c.Disconnect != 30000 {
@@ -62,7 +62,7 @@ func TestOpenAndEchoBothWays(t *testing.T) {
 }
 
 func TestMountedInServeMux(t *testing.T) {
-	srv, err := New(welcome, Options{HashKey: []byte("0123456789abcdef0123456789abcdef")})
+	srv, err := New(welcome, Options{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +399,7 @@ func TestBadTokens(t *testing.T) {
 	ts := newTestServer(t, echo, Options{})
 	a := ts.negotiate(t)
 	b := ts.negotiate(t)
-	other, err := New(echo, Options{HashKey: []byte("another key, 32 bytes or longer!!")})
+	other, err := New(echo, Options{HashKey: []byte("another key, 32 bytes or longer!!"), Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -614,7 +614,7 @@ func TestMaxSessions(t *testing.T) {
 
 func TestShutdownTellsClientsToComeBack(t *testing.T) {
 	rc := newRecorder()
-	srv, err := New(rc, Options{HashKey: []byte("0123456789abcdef0123456789abcdef")})
+	srv, err := New(rc, Options{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,10 @@ const (
 	// closed long ago, or never existed). The client cannot resume: it must
 	// start a new session and the application must resynchronise (a "reset").
 	CodeSessionUnknown Code = 4004
+	// CodeResumeFailed: the client asked to resume from a position the
+	// session cannot serve (a garbage Last-Event-ID, or messages it never
+	// acknowledged are no longer held). Like 4004, the client must reset.
+	CodeResumeFailed Code = 4005
 	// CodeQueueOverflow: the replay queue of unacknowledged messages hit its
 	// count or byte bound; the client was not keeping up.
 	CodeQueueOverflow Code = 4008
@@ -62,6 +66,7 @@ var codeNames = map[Code]string{
 	CodeInternalError:   "internal error",
 	CodeSessionTimeout:  "session timeout",
 	CodeSessionUnknown:  "session unknown",
+	CodeResumeFailed:    "resume failed",
 	CodeQueueOverflow:   "queue overflow",
 	CodeSlowConsumer:    "slow consumer",
 	CodeReplaced:        "replaced",

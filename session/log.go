@@ -30,6 +30,10 @@ type Log interface {
 	Read(ctx context.Context, after uint64, maxBytes int, dst []Message) ([]Message, error)
 	// Last is the sequence number of the newest message ever appended (0 if none).
 	Last() uint64
+	// First is the sequence number of the oldest message held, or Last()+1
+	// when none is. A log that drops messages nobody acknowledged (by age,
+	// say) shows it here, and the session then refuses to resume past them.
+	First() uint64
 	// Len is the count and total data bytes of the messages held.
 	Len() (count, bytes int)
 	// Free releases what the log holds; the log is not used afterwards.
@@ -111,6 +115,14 @@ func (l *MemLog) Read(_ context.Context, after uint64, maxBytes int, dst []Messa
 
 // Last implements Log.
 func (l *MemLog) Last() uint64 { return l.last }
+
+// First implements Log.
+func (l *MemLog) First() uint64 {
+	if l.head < len(l.msgs) {
+		return l.msgs[l.head].Seq
+	}
+	return l.last + 1
+}
 
 // Len implements Log.
 func (l *MemLog) Len() (int, int) { return len(l.msgs) - l.head, l.bytes }

@@ -175,8 +175,10 @@ type Endpoint interface {
 	Detach(t Transport)
 	Pull(ctx context.Context, t Transport, after uint64, maxBytes int, dst []Message) (Batch, error)
 	Ack(ctx context.Context, seq uint64) error
+	Resume(after uint64) (uint64, error)
 	Receive(ctx context.Context, msgs []Message) (acked uint64, err error)
 	ClientClose(code Code, reason string) error
+	Close(code Code, reason string) error
 }
 
 // Batch is what a transport should write next.
@@ -199,6 +201,9 @@ var (
 	ErrAckAhead = errors.New("session: acknowledgement ahead of messages sent")
 	// ErrSeqGap: an inbound message skipped sequence numbers.
 	ErrSeqGap = errors.New("session: inbound sequence gap")
+	// ErrResumeGap: messages after the resume position were dropped before
+	// the client acknowledged them; it cannot resume without loss.
+	ErrResumeGap = errors.New("session: cannot resume without loss")
 )
 
 // Session is one client's conversation with the application, kept across
@@ -221,6 +226,7 @@ type Session struct {
 	heartbeatDue  bool
 	closeErr      *CloseError
 	closeSent     bool          // the close frame was handed to a transport
+	acked         uint64        // highest acknowledgement from the client
 	room          chan struct{} // closed when an ack frees replay-queue room
 
 	inSeq       uint64   // last inbound sequence number accepted
@@ -593,11 +599,35 @@ func (s *Session) Ack(ctx context.Context, seq uint64) error {
 	if err := s.log.Ack(ctx, seq); err != nil {
 		return fmt.Errorf("session %s: ack: %w", s.id, err)
 	}
+	s.acked = max(s.acked, seq)
 	if s.room != nil {
 		close(s.room)
 		s.room = nil
 	}
 	return nil
+}
+
+// Resume checks that a client which has every message up to after can be
+// served from there without loss, and returns where to read from: after, or
+// the highest acknowledgement if that is later (the client acknowledged
+// those, so it has them). It fails with ErrAckAhead for a position past the
+// last message sent, and ErrResumeGap when messages the client never
+// acknowledged are no longer held.
+func (s *Session) Resume(after uint64) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.state == Closed {
+		return after, s.closeErr
+	}
+	last := s.log.Last()
+	if after > last {
+		return 0, fmt.Errorf("%w: resume from %d, last sent %d", ErrAckAhead, after, last)
+	}
+	from := max(after, s.acked)
+	if first := s.log.First(); first > from+1 {
+		return 0, fmt.Errorf("%w: resume from %d, oldest held %d", ErrResumeGap, from, first)
+	}
+	return from, nil
 }
 
 // Receive accepts inbound messages in sequence order, skipping any already

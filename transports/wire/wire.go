@@ -249,6 +249,37 @@ func ParseBatch(s string, maxFrames int) ([]Frame, error) {
 	return frames, nil
 }
 
+// AppendJSONString appends s as a JSON string literal with only the escapes
+// JSON requires (", \, control characters): for an event stream's data
+// line, which may contain no CR or LF. s must be valid UTF-8.
+func AppendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
 // AppendJSString appends s as a JavaScript string literal that is safe inside
 // an HTML <script> (no "</script>", no U+2028/U+2029 line breaks): for JSONP.
 func AppendJSString(dst []byte, s string) []byte {

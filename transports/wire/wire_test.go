@@ -136,3 +136,30 @@ func FuzzMessageRoundTrip(f *testing.F) {
 		}
 	})
 }
+
+func TestJSONString(t *testing.T) {
+	for _, in := range []string{"", "plain", "m1:a\nb\r\nc", "quote\" back\\slash", "\x00\x1f\x7f", "ünï 😀 \u2028"} {
+		out := AppendJSONString(nil, in)
+		if strings.ContainsAny(string(out), "\r\n") {
+			t.Fatalf("%q: line break in %q", in, out)
+		}
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil || back != in {
+			t.Fatalf("%q -> %s -> %q (%v)", in, out, back, err)
+		}
+	}
+}
+
+func FuzzJSONString(f *testing.F) {
+	f.Add("m1:a\nb\"c\\")
+	f.Fuzz(func(t *testing.T, in string) {
+		if !utf8.ValidString(in) {
+			return
+		}
+		out := AppendJSONString(nil, in)
+		var back string
+		if err := json.Unmarshal(out, &back); err != nil || back != in || strings.ContainsAny(string(out), "\r\n") {
+			t.Fatalf("%q -> %s -> %q (%v)", in, out, back, err)
+		}
+	})
+}
