@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cometkit/cometkit/internal/wakeup"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/wire"
 )
@@ -142,6 +143,7 @@ func (es *Transport) ServeStream(w http.ResponseWriter, r *http.Request, ep sess
 		started: es.opts.Clock.Now(),
 		done:    make(chan struct{}),
 	}
+	st.runner.F = st.pump
 	// Once attached, the session may wake the stream at any moment: hold
 	// its lock until the sink exists and the head is written.
 	st.mu.Lock()
@@ -283,16 +285,16 @@ func (s *responseSink) write(p []byte, deadline time.Time) error {
 func (s *responseSink) close() {}
 
 // stream is one event-stream response as the session sees it. All writing
-// happens in pump, serialised by mu and run by run goroutines that exist
-// only while there is something to write.
+// happens in pump, serialised by mu and run by a goroutine that exists only
+// while there is something to write.
 type stream struct {
 	es   *Transport
 	ep   session.Endpoint
 	sink sink
 	pad  bool
 
-	sched atomic.Int32 // 0 idle, 1 a run goroutine is pumping, 2 pumping and woken again
-	kick  atomic.Pointer[session.CloseError]
+	runner wakeup.Runner // runs pump while there is something to write
+	kick   atomic.Pointer[session.CloseError]
 
 	mu        sync.Mutex
 	cursor    uint64 // last message sequence number written
@@ -316,34 +318,7 @@ func (st *stream) Kick(code session.Code, reason string) {
 	st.schedule()
 }
 
-// schedule makes sure a run goroutine will pump after this call.
-func (st *stream) schedule() {
-	for {
-		switch st.sched.Load() {
-		case 0:
-			if st.sched.CompareAndSwap(0, 1) {
-				go st.run()
-				return
-			}
-		case 1:
-			if st.sched.CompareAndSwap(1, 2) {
-				return
-			}
-		default:
-			return
-		}
-	}
-}
-
-func (st *stream) run() {
-	for {
-		st.pump()
-		if st.sched.CompareAndSwap(1, 0) {
-			return
-		}
-		st.sched.Store(1) // woken while pumping: once more
-	}
-}
+func (st *stream) schedule() { st.runner.Wake() }
 
 // stop ends the stream from outside (the request's context ended).
 func (st *stream) stop() {
