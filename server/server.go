@@ -24,6 +24,7 @@ import (
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/eventstream"
 	"github.com/cometkit/cometkit/transports/longpoll"
+	"github.com/cometkit/cometkit/transports/websocket"
 )
 
 // Handler serves one session: ServeSession is called in its own goroutine
@@ -70,6 +71,9 @@ type Options struct {
 	// EventStream tunes the event-stream transport (its Clock and Logger
 	// default to the session's and the server's).
 	EventStream eventstream.Options
+	// WebSocket tunes the WebSocket transport (its MaxMessageBytes defaults
+	// to the session's, its Logger to the server's).
+	WebSocket websocket.Options
 }
 
 // Server is the http.Handler. Create it with New.
@@ -84,6 +88,7 @@ type Server struct {
 	log      *slog.Logger
 	longpoll *longpoll.Transport
 	events   *eventstream.Transport
+	ws       *websocket.Transport
 
 	mu       sync.RWMutex
 	sessions map[string]*session.Session
@@ -150,6 +155,14 @@ func New(h Handler, opts Options) (*Server, error) {
 		es.Logger = log
 	}
 	s.events = eventstream.New(es)
+	wso := opts.WebSocket
+	if wso.MaxMessageBytes <= 0 {
+		wso.MaxMessageBytes = s.cfg.MaxMessageBytes
+	}
+	if wso.Logger == nil {
+		wso.Logger = log
+	}
+	s.ws = websocket.New(wso)
 	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed}
 	return s, nil
 }
@@ -167,9 +180,14 @@ func randomBytes(n int) []byte {
 //	.../s/{id}/poll        long-poll receive (GET)
 //	.../s/{id}/send        long-poll send (POST; GET for JSONP)
 //	.../s/{id}/eventstream event-stream receive (GET)
+//	.../s/{id}/websocket   the session over WebSocket, one frame per message
+//	.../websocket          raw WebSocket: plain messages, a session per connection
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	origin := r.Header.Get("Origin")
+	if websocket.IsUpgrade(r) {
+		origin = websocket.Origin(r) // hybi-07/08 sent Sec-WebSocket-Origin
+	}
 	if !s.origins.allowed(r, origin) {
 		s.refuse(w, r, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" may not use this server")
 		return
@@ -188,10 +206,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rest, id := cutLast(rest)
 	_, marker := cutLast(rest)
 	if marker != "s" || id == "" {
+		if op == "websocket" {
+			s.serveRaw(w, r)
+			return
+		}
 		s.refuse(w, r, http.StatusNotFound, "not_found", "no cometkit endpoint at "+r.URL.Path)
 		return
 	}
 	switch op {
+	case "websocket":
+		if sess := s.authorize(w, r, id, s.ws.Refuse); sess != nil {
+			s.ws.ServeSession(w, r, sess)
+		}
 	case "poll", "eventstream":
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", "GET, OPTIONS")
@@ -214,6 +240,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.refuse(w, r, http.StatusNotFound, "not_found", "unknown session endpoint "+strconv.Quote(op))
 	}
+}
+
+// serveRaw gives a plain WebSocket client a session of its own: no
+// negotiation, no token, no framing, no resume. The origin policy applies.
+func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		s.refuse(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket only")
+		return
+	}
+	sess, err := s.create(r)
+	if err != nil {
+		w.Header().Set("Retry-After", "5")
+		s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
+		return
+	}
+	s.ws.ServeRaw(w, r, sess)
 }
 
 func cutLast(p string) (rest, last string) {
@@ -319,7 +362,7 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 		Version:    1,
 		SessionID:  sess.ID(),
 		Token:      tok,
-		Transports: []string{eventstream.Name, longpoll.Name},
+		Transports: []string{websocket.Name, eventstream.Name, longpoll.Name},
 		Heartbeat:  s.cfg.HeartbeatInterval.Milliseconds(),
 		Disconnect: s.cfg.DisconnectTimeout.Milliseconds(),
 		MaxMessage: s.cfg.MaxMessageBytes,

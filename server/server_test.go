@@ -38,7 +38,7 @@ func pollFor(t *testing.T, c *testclient.Client, n int) []string {
 func TestOpenAndEchoBothWays(t *testing.T) {
 	ts := newTestServer(t, welcome, Options{})
 	c := ts.negotiate(t)
-	if c.Version != 1 || len(c.SessionID) != 36 || c.Token == "" || strings.Join(c.Transports, ",") != "eventstream,longpoll" {
+	if c.Version != 1 || len(c.SessionID) != 36 || c.Token == "" || strings.Join(c.Transports, ",") != "websocket,eventstream,longpoll" {
 		t.Fatalf("negotiation = %+v", c.Negotiation)
 	}
 	if c.Heartbeat != 25000 || c.Disconnect != 30000 {

@@ -1,0 +1,451 @@
+// Package websocket carries sessions over WebSocket in every dialect a
+// browser still speaks: RFC 6455 (and the hybi-07/08 drafts of Chrome 14–15
+// and Firefox 6–10), and the hixie-76/75 drafts of Safari 5, iOS 4–5, old
+// Android and TV WebKit (package hixie). The dialect is read from the
+// request. Two endpoints:
+//
+//   - the session endpoint, where each WebSocket message is one session frame
+//     (docs/PROTOCOL.md), so the session resumes across reconnects and
+//     transports;
+//   - the raw endpoint, where each WebSocket message is one application
+//     message with no framing, for any standard client (a 2011 Safari's own
+//     new WebSocket(url), a command-line tool). A raw connection is a session
+//     of its own, with no resume.
+//
+// RFC 6455 is spoken with github.com/gobwas/ws's frame functions and a read
+// loop of our own: it measured the least memory per idle connection among
+// the maintained libraries, frames a broadcast once for every connection,
+// and leaves close codes to us.
+package websocket
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/cometkit/cometkit/internal/wakeup"
+	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/websocket/hixie"
+	"github.com/cometkit/cometkit/transports/wire"
+)
+
+// Name is the transport's name in negotiation and in Session.Transport.
+const Name = "websocket"
+
+// Options configure the transport; zero fields take defaults.
+type Options struct {
+	// HandshakeTimeout bounds the upgrade (and hixie-76's 8-byte key) (default 5 s).
+	HandshakeTimeout time.Duration
+	// WriteTimeout bounds each write: a peer that stops reading is cut off
+	// and its session waits for it on another connection (default 10 s).
+	WriteTimeout time.Duration
+	// ReadTimeout is the longest a peer may send nothing at all (default
+	// 60 s, over two heartbeat intervals). RFC 6455 peers answer our pings,
+	// so only a dead peer hits it; on the session endpoint a hixie peer must
+	// send heartbeat frames. On the raw endpoint hixie peers have no
+	// deadline, having no way to show life: a dead one is found by a write.
+	ReadTimeout time.Duration
+	// MaxMessageBytes bounds one message (default 64 KiB): RFC 6455 closes
+	// with 1009, the drafts with their close handshake.
+	MaxMessageBytes int
+	// MaxBatchBytes bounds the message data written in one go (default 64 KiB).
+	MaxBatchBytes int
+	// DisableHixie76 refuses the hixie-76 draft (on by default: the browsers
+	// that speak it have nothing better; see package hixie for its risks).
+	DisableHixie76 bool
+	// AllowHixie75 accepts the hixie-75 draft, which has no key check at all.
+	AllowHixie75 bool
+	// Logger receives a line per refused upgrade or failed connection.
+	Logger *slog.Logger
+}
+
+// Transport serves WebSocket connections of sessions.
+type Transport struct {
+	opts Options
+}
+
+// New returns a Transport with opts' zero fields defaulted.
+func New(opts Options) *Transport {
+	if opts.HandshakeTimeout <= 0 {
+		opts.HandshakeTimeout = 5 * time.Second
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = 60 * time.Second
+	}
+	if opts.MaxMessageBytes <= 0 {
+		opts.MaxMessageBytes = 64 << 10
+	}
+	if opts.MaxBatchBytes <= 0 {
+		opts.MaxBatchBytes = 64 << 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Transport{opts: opts}
+}
+
+// IsUpgrade reports whether r asks for a WebSocket in any dialect.
+func IsUpgrade(r *http.Request) bool {
+	return hixie.Detect(r) != hixie.None || strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+// Origin returns the page origin a WebSocket request claims: Origin, or
+// Sec-WebSocket-Origin for the hybi-07/08 drafts, which sent that instead.
+func Origin(r *http.Request) string {
+	if o := r.Header.Get("Origin"); o != "" {
+		return o
+	}
+	return r.Header.Get("Sec-WebSocket-Origin")
+}
+
+// Upgrade answers the handshake in the request's dialect and returns the
+// connection. On failure the client has had its answer (400 or 426 with a
+// reason, or a closed connection) and the error says why. Origin checks are
+// the caller's.
+func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, readTimeout time.Duration) (Conn, error) {
+	o := &t.opts
+	switch d := hixie.Detect(r); {
+	case d == hixie.Hixie76 && o.DisableHixie76, d == hixie.Hixie75 && !o.AllowHixie75:
+		http.Error(w, "this WebSocket draft ("+d.String()+") is turned off; use RFC 6455", http.StatusBadRequest)
+		return nil, fmt.Errorf("websocket: %s refused by configuration", d)
+	case d != hixie.None:
+		hc, err := hixie.Upgrade(w, r, hixie.Options{Allow75: o.AllowHixie75, HandshakeTimeout: o.HandshakeTimeout,
+			MaxMessageBytes: o.MaxMessageBytes})
+		if err != nil {
+			return nil, fmt.Errorf("websocket: %s handshake: %w", d, err)
+		}
+		return &hixieConn{c: hc, readTimeout: readTimeout, writeTimeout: o.WriteTimeout}, nil
+	}
+	// The hybi-07/08 drafts differ from RFC 6455 in the handshake only by
+	// their version number (and Sec-WebSocket-Origin, read by Origin).
+	if v := r.Header.Get("Sec-WebSocket-Version"); v == "7" || v == "8" {
+		r.Header.Set("Sec-WebSocket-Version", "13")
+	}
+	u := ws.HTTPUpgrader{Timeout: o.HandshakeTimeout}
+	nc, rw, _, err := u.Upgrade(r, w)
+	if err != nil {
+		if nc != nil {
+			_ = nc.Close()
+		}
+		return nil, fmt.Errorf("websocket: RFC 6455 handshake: %w", err)
+	}
+	return newRFCConn(nc, rw.Reader, o.MaxMessageBytes, readTimeout, o.WriteTimeout), nil
+}
+
+// ServeSession upgrades a session's WebSocket request (.../websocket?t=&ack=N)
+// and carries the session over it, one frame per message, until the
+// connection ends; the session then waits for its client on any transport.
+func (t *Transport) ServeSession(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
+	after, perr := parseAck(r.URL.Query().Get("ack"))
+	readTimeout := t.opts.ReadTimeout
+	conn, err := t.Upgrade(w, r, readTimeout)
+	if err != nil {
+		t.opts.Logger.Info("websocket: upgrade failed", "session", ep.ID(), "err", err, "remote", r.RemoteAddr)
+		return
+	}
+	if perr == nil {
+		after, perr = ep.Resume(after)
+	}
+	var ce *session.CloseError
+	if perr != nil && !errors.As(perr, &ce) {
+		reason := "cannot resume: " + perr.Error()
+		_ = ep.Close(session.CodeResumeFailed, reason)
+		ce = &session.CloseError{Code: session.CodeResumeFailed, Reason: reason}
+	}
+	if ce != nil {
+		closeWithFrame(conn, ce)
+		return
+	}
+	_ = ep.Ack(context.Background(), after)
+	l := &link{t: t, ep: ep, conn: conn, cursor: after}
+	l.start()
+}
+
+// ServeRaw upgrades a request to the raw endpoint and carries s over it:
+// each message is application text with no framing. The connection is the
+// session: when it ends, so does s (no resume without sequence numbers).
+func (t *Transport) ServeRaw(w http.ResponseWriter, r *http.Request, s *session.Session) {
+	readTimeout := t.opts.ReadTimeout
+	if hixie.Detect(r) != hixie.None {
+		readTimeout = 0 // the drafts have no ping: a peer may be silent for ever
+	}
+	conn, err := t.Upgrade(w, r, readTimeout)
+	if err != nil {
+		t.opts.Logger.Info("websocket: raw upgrade failed", "err", err, "remote", r.RemoteAddr)
+		s.Terminate(session.CodeProtocolError, "handshake failed")
+		return
+	}
+	l := &link{t: t, ep: s, conn: conn, raw: s}
+	l.start()
+}
+
+// Refuse answers a WebSocket request for a session that is gone: it
+// upgrades, sends the close frame, and closes with its code, because a
+// browser cannot read anything from a refused handshake.
+func (t *Transport) Refuse(w http.ResponseWriter, r *http.Request, code session.Code, reason string) {
+	conn, err := t.Upgrade(w, r, t.opts.ReadTimeout)
+	if err != nil {
+		t.opts.Logger.Info("websocket: upgrade failed", "err", err, "remote", r.RemoteAddr)
+		return
+	}
+	closeWithFrame(conn, &session.CloseError{Code: code, Reason: reason})
+}
+
+func closeWithFrame(conn Conn, ce *session.CloseError) {
+	f := wire.AppendFrame(nil, wire.Frame{Kind: wire.KindClose, Code: int(ce.Code), Data: ce.Reason})
+	_ = conn.Write(conn.AppendText(nil, string(f)))
+	_ = conn.Close(ce.Code, ce.Reason)
+}
+
+func parseAck(s string) (uint64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	f, err := wire.ParseFrame("a" + s)
+	if err != nil {
+		return 0, fmt.Errorf("ack %q is not a sequence number", s)
+	}
+	return f.Seq, nil
+}
+
+// link is one WebSocket connection carrying a session. Writes happen in
+// pump, run by a goroutine only while there is something to write; reads
+// in one goroutine of its own.
+type link struct {
+	t    *Transport
+	ep   session.Endpoint
+	conn Conn
+	raw  *session.Session // set on the raw endpoint
+
+	runner wakeup.Runner
+	kick   atomic.Pointer[session.CloseError]
+	ackDue atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
+
+	mu      sync.Mutex
+	cursor  uint64 // last message sequence number written
+	ackSent uint64
+	opened  bool
+	ended   bool
+	inSeq   uint64 // raw endpoint: our numbering of the peer's messages
+}
+
+func (l *link) Name() string { return Name }
+
+// Wake implements session.Transport.
+func (l *link) Wake() { l.runner.Wake() }
+
+// Kick implements session.Transport.
+func (l *link) Kick(code session.Code, reason string) {
+	l.kick.CompareAndSwap(nil, &session.CloseError{Code: code, Reason: reason})
+	l.runner.Wake()
+}
+
+func (l *link) start() {
+	l.runner.F = l.pump
+	if err := l.ep.Attach(l); err != nil {
+		var ce *session.CloseError
+		if !errors.As(err, &ce) {
+			ce = &session.CloseError{Code: session.CodeInternalError, Reason: "attach failed"}
+		}
+		closeWithFrame(l.conn, ce)
+		return
+	}
+	l.runner.Wake()
+	go l.readLoop()
+}
+
+// end closes the connection once; detach lets the session wait for its
+// client elsewhere (not when it was kicked: the session already let go).
+func (l *link) endLocked(code session.Code, reason string, detach bool) {
+	if l.ended {
+		return
+	}
+	l.ended = true
+	if detach {
+		l.ep.Detach(l)
+	}
+	_ = l.conn.Close(code, reason)
+	if l.raw != nil {
+		// A raw connection is its session: nothing can resume it.
+		l.raw.Terminate(session.CodeNormal, "connection closed")
+	}
+}
+
+func (l *link) end(code session.Code, reason string, detach bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.endLocked(code, reason, detach)
+}
+
+func (l *link) pump() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for !l.ended && l.pumpOnce() {
+	}
+}
+
+// frame appends one session frame as a WebSocket message.
+func (l *link) frame(buf []byte, f wire.Frame) []byte {
+	return l.conn.AppendText(buf, string(wire.AppendFrame(nil, f)))
+}
+
+// pumpOnce writes what is due; it reports whether it wrote messages.
+func (l *link) pumpOnce() bool {
+	var buf []byte
+	first := !l.opened
+	l.opened = true
+	if k := l.kick.Load(); k != nil {
+		l.finish(buf, k, false)
+		return false
+	}
+	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, nil)
+	if errors.Is(err, session.ErrDetached) {
+		k := l.kick.Load()
+		if k == nil {
+			k = &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
+		}
+		l.finish(buf, k, false)
+		return false
+	}
+	if err != nil {
+		l.t.opts.Logger.Error("websocket: pull failed", "session", l.ep.ID(), "err", err)
+		l.endLocked(session.CodeInternalError, "internal error", true)
+		return false
+	}
+	for _, m := range b.Messages {
+		if l.raw != nil {
+			buf = l.conn.AppendText(buf, m.Data)
+		} else {
+			buf = l.frame(buf, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
+		}
+		l.cursor = m.Seq
+	}
+	if l.raw == nil {
+		if a := l.ackDue.Load(); a > l.ackSent {
+			buf = l.frame(buf, wire.Frame{Kind: wire.KindAck, Seq: a})
+			l.ackSent = a
+		}
+		if b.Heartbeat || (first && len(buf) == 0) {
+			// First thing too: a proxy that opens the socket but passes
+			// nothing is caught by the client's first-frame deadline.
+			buf = l.frame(buf, wire.Frame{Kind: wire.KindHeartbeat})
+		}
+	}
+	if b.Close != nil {
+		l.finish(buf, b.Close, true)
+		return false
+	}
+	if len(buf) > 0 {
+		if err := l.conn.Write(buf); err != nil {
+			l.t.opts.Logger.Info("websocket: write failed; the session waits for the client to come back",
+				"session", l.ep.ID(), "err", err)
+			l.endLocked(CodeAbnormal, "", true)
+			return false
+		}
+	}
+	if b.Heartbeat {
+		_ = l.conn.Ping()
+	}
+	if l.raw != nil && len(b.Messages) > 0 {
+		// A raw peer never acknowledges: what is written is done with.
+		_ = l.ep.Ack(context.Background(), l.cursor)
+	}
+	return len(b.Messages) > 0
+}
+
+// finish writes what is left and the end of the session or connection.
+func (l *link) finish(buf []byte, ce *session.CloseError, detach bool) {
+	if l.raw == nil {
+		kind := wire.KindEnd
+		if ce.Code.SessionEnding() {
+			kind = wire.KindClose
+		}
+		buf = l.frame(buf, wire.Frame{Kind: kind, Code: int(ce.Code), Data: ce.Reason})
+	}
+	if len(buf) > 0 {
+		_ = l.conn.Write(buf)
+	}
+	l.endLocked(ce.Code, ce.Reason, detach)
+}
+
+// readLoop takes the peer's messages until the connection ends.
+func (l *link) readLoop() {
+	for {
+		msg, err := l.conn.ReadMessage()
+		if err != nil {
+			var ce *CloseError
+			if !errors.As(err, &ce) {
+				ce = &CloseError{Code: CodeAbnormal, Err: err}
+			}
+			if l.raw != nil && ce.ByPeer {
+				code := ce.Code
+				if session.CheckCloseCode(code) != nil {
+					code = session.CodeNormal // 1005, 1006: no code of the peer's own
+				}
+				_ = l.raw.ClientClose(code, ce.Reason)
+			}
+			l.end(ce.Code, ce.Reason, true)
+			return
+		}
+		if code, reason := l.take(msg); code != 0 {
+			l.end(code, reason, true)
+			return
+		}
+	}
+}
+
+// take hands one message to the session; a non-zero code ends the connection.
+func (l *link) take(msg string) (session.Code, string) {
+	ctx := context.Background()
+	if l.raw != nil {
+		l.inSeq++
+		if _, err := l.raw.Receive(ctx, []session.Message{{Seq: l.inSeq, Data: msg}}); err != nil {
+			return session.CodeNormal, "session closed"
+		}
+		return 0, ""
+	}
+	f, err := wire.ParseFrame(msg)
+	if err != nil {
+		return session.CodeProtocolError, "malformed frame"
+	}
+	switch f.Kind {
+	case wire.KindMessage:
+		acked, err := l.ep.Receive(ctx, []session.Message{{Seq: f.Seq, Data: f.Data}})
+		var ce *session.CloseError
+		switch {
+		case errors.Is(err, session.ErrSeqGap):
+			return session.CodeProtocolError, "sequence gap"
+		case errors.Is(err, session.ErrTooLarge):
+			return session.CodeMessageTooBig, "message too large"
+		case err != nil && !errors.As(err, &ce):
+			return session.CodeInternalError, "internal error"
+		}
+		if acked > l.ackDue.Load() {
+			l.ackDue.Store(acked)
+			l.runner.Wake()
+		}
+	case wire.KindAck:
+		if err := l.ep.Ack(ctx, f.Seq); err != nil {
+			return session.CodeProtocolError, "acknowledgement ahead of messages sent"
+		}
+	case wire.KindHeartbeat:
+	case wire.KindClose:
+		if err := l.ep.ClientClose(session.Code(f.Code), f.Data); err != nil {
+			return session.CodeProtocolError, "bad close code"
+		}
+	default:
+		return session.CodeProtocolError, "a client may not send frame kind " + string(rune(f.Kind))
+	}
+	return 0, ""
+}
