@@ -15,12 +15,15 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 
 	"github.com/cometkit/cometkit/internal/testclient"
 	"github.com/cometkit/cometkit/session"
@@ -111,7 +114,10 @@ type memReport struct {
 // runIdleServer serves an application that waits in Recv (as most do),
 // prints its address, reports its memory at /_mem, and exits when stdin closes.
 func runIdleServer() {
+	var live sync.Map // *session.Session → struct{}: for /_broadcast
 	app := HandlerFunc(func(s *session.Session) {
+		live.Store(s, struct{}{})
+		defer live.Delete(s)
 		for {
 			if _, err := s.Recv(s.Context()); err != nil {
 				return
@@ -144,6 +150,20 @@ func runIdleServer() {
 		debug.FreeOSMemory()
 		_ = json.NewEncoder(w).Encode(memReport{RSS: rss, RSSFreed: selfRSS(), HeapInuse: ms.HeapInuse, Stack: ms.StackInuse,
 			Goroutines: runtime.NumGoroutine(), Opened: st.Opened, Sessions: st.Sessions})
+	})
+	// /_broadcast sends every live session one 64-byte message that starts
+	// with the send time, so clients can measure delivery latency.
+	mux.HandleFunc("/_broadcast", func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		msg := fmt.Sprintf("%020d", start.UnixNano()) + strings.Repeat(".", 44)
+		n := 0
+		live.Range(func(k, _ any) bool {
+			if k.(*session.Session).Send(r.Context(), msg) == nil {
+				n++
+			}
+			return true
+		})
+		fmt.Fprintf(w, "%d %d\n", n, time.Since(start).Nanoseconds())
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -195,7 +215,115 @@ func BenchmarkIdleEventStreamSessions(b *testing.B) {
 	})
 }
 
+// BenchmarkIdleWebSocketSessions is the same with a WebSocket per session
+// (the session endpoint, read up to its first frame, then idle).
+// Run it once: go test ./server -run '^$' -bench IdleWebSocket -benchtime 1x
+func BenchmarkIdleWebSocketSessions(b *testing.B) {
+	benchIdle(b, func(ctx context.Context, c *testclient.Client) {
+		nc, r, err := dialBenchWS(ctx, c)
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		if _, err := ws.ReadFrame(r); err != nil {
+			return
+		}
+		<-ctx.Done()
+	})
+}
+
+func dialBenchWS(ctx context.Context, c *testclient.Client) (net.Conn, io.Reader, error) {
+	u := strings.Replace(c.URL("websocket", nil), "http://", "ws://", 1)
+	nc, br, _, err := ws.Dialer{Timeout: 10 * time.Second}.Dial(ctx, u)
+	if err != nil {
+		return nil, nil, err
+	}
+	var r io.Reader = nc
+	if br != nil {
+		r = io.MultiReader(br, nc)
+	}
+	return nc, r, nil
+}
+
+// BenchmarkWebSocketBroadcast holds 10,000 WebSocket sessions (as the idle
+// benchmark) and has the server send one 64-byte message to every one of
+// them per op; clients time each delivery from the send time it carries.
+// Run: go test ./server -run '^$' -bench WebSocketBroadcast -benchtime 5x
+func BenchmarkWebSocketBroadcast(b *testing.B) {
+	var mu sync.Mutex
+	var lat []time.Duration
+	delivered := make(chan struct{}, 1<<16)
+	benchAgainstServer(b, func(ctx context.Context, c *testclient.Client) {
+		nc, r, err := dialBenchWS(ctx, c)
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		go func() { <-ctx.Done(); nc.Close() }()
+		for {
+			f, err := ws.ReadFrame(r)
+			if err != nil {
+				return
+			}
+			if f.Header.OpCode != ws.OpText || len(f.Payload) < 1 || f.Payload[0] != 'm' {
+				continue
+			}
+			fr, err := wire.ParseFrame(string(f.Payload))
+			if err != nil || len(fr.Data) < 20 {
+				continue
+			}
+			sent, _ := strconv.ParseInt(fr.Data[:20], 10, 64)
+			d := time.Since(time.Unix(0, sent))
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+			delivered <- struct{}{}
+			// Acknowledge, so the server's replay queue does not grow.
+			ack := wire.AppendFrame(nil, wire.Frame{Kind: wire.KindAck, Seq: fr.Seq})
+			_ = ws.WriteFrame(nc, ws.MaskFrame(ws.NewTextFrame(ack)))
+		}
+	}, func(hc *http.Client, base string, n int) {
+		for i := 0; i < b.N; i++ {
+			mu.Lock()
+			lat = lat[:0]
+			mu.Unlock()
+			start := time.Now()
+			resp, err := hc.Get(base + "/_broadcast")
+			if err != nil {
+				b.Fatal(err)
+			}
+			var sent int
+			var sendNs int64
+			fmt.Fscan(resp.Body, &sent, &sendNs)
+			resp.Body.Close()
+			for j := 0; j < sent; j++ {
+				select {
+				case <-delivered:
+				case <-time.After(30 * time.Second):
+					b.Fatalf("broadcast %d: %d of %d delivered", i, j, sent)
+				}
+			}
+			elapsed := time.Since(start)
+			mu.Lock()
+			sort.Slice(lat, func(x, y int) bool { return lat[x] < lat[y] })
+			p50, p99 := lat[len(lat)/2], lat[len(lat)*99/100]
+			mu.Unlock()
+			b.ReportMetric(float64(p50.Microseconds())/1000, "p50-ms")
+			b.ReportMetric(float64(p99.Microseconds())/1000, "p99-ms")
+			b.ReportMetric(float64(sent)/elapsed.Seconds(), "deliveries/s")
+			b.ReportMetric(float64(sendNs)/1e6, "server-send-ms")
+		}
+	})
+}
+
 func benchIdle(b *testing.B, hold func(context.Context, *testclient.Client)) {
+	benchAgainstServer(b, hold, nil)
+}
+
+// benchAgainstServer starts the server process, opens the sessions, each
+// held by hold, and then either reports memory per session (measure nil)
+// or runs measure.
+func benchAgainstServer(b *testing.B, hold func(context.Context, *testclient.Client), measure func(hc *http.Client, base string, n int)) {
 	n := 10000
 	if v, err := strconv.Atoi(os.Getenv("COMETKIT_IDLE_SESSIONS")); err == nil && v > 0 {
 		n = v
@@ -229,12 +357,19 @@ func benchIdle(b *testing.B, hold func(context.Context, *testclient.Client)) {
 		}
 		return m
 	}
+	if measure != nil {
+		holdIdleSessions(b, hc, base, n, mem, hold, func() {
+			b.ResetTimer()
+			measure(hc, base, n)
+		})
+		return
+	}
 	for i := 0; i < b.N; i++ {
-		holdIdleSessions(b, hc, base, n, mem, hold)
+		holdIdleSessions(b, hc, base, n, mem, hold, nil)
 	}
 }
 
-func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport, hold func(context.Context, *testclient.Client)) {
+func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport, hold func(context.Context, *testclient.Client), then func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var polls sync.WaitGroup
 	defer func() { cancel(); polls.Wait() }()
@@ -276,6 +411,10 @@ func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem fun
 				b.Fatalf("only %d of %d polls attached", after.Opened-before.Opened, n)
 			}
 			time.Sleep(100 * time.Millisecond) // polling a remote process's state, not synchronising
+		}
+		if then != nil {
+			then()
+			return
 		}
 		b.ReportMetric(float64(after.RSS-before.RSS)/float64(n)/1024, "rss-KB/session")
 		b.ReportMetric(float64(after.RSSFreed-before.RSSFreed)/float64(n)/1024, "rss-freed-KB/session")
@@ -363,4 +502,68 @@ func BenchmarkEventStreamFanOut(b *testing.B) {
 	cancel()
 	srv.Close()
 	readers.Wait()
+}
+
+// BenchmarkWebSocketRoundTrip: one op is a session frame sent over the
+// session's WebSocket, echoed by the application and read back; 16
+// sessions in parallel, clients in the same process.
+func BenchmarkWebSocketRoundTrip(b *testing.B) {
+	srv, err := New(echo, Options{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	ctx := context.Background()
+	msg := strings.Repeat("x", 64)
+	var failed atomic.Value
+	b.SetParallelism(8)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := testclient.Negotiate(ctx, hs.Client(), hs.URL, nil)
+		if err != nil {
+			failed.Store(err)
+			return
+		}
+		nc, r, err := dialBenchWS(ctx, c)
+		if err != nil {
+			failed.Store(err)
+			return
+		}
+		defer nc.Close()
+		var seq uint64
+		for pb.Next() {
+			seq++
+			out := wire.AppendFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: msg})
+			if err := ws.WriteFrame(nc, ws.MaskFrame(ws.NewTextFrame(out))); err != nil {
+				failed.Store(err)
+				return
+			}
+			for {
+				f, err := ws.ReadFrame(r)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				if len(f.Payload) > 0 && f.Payload[0] == 'm' {
+					break
+				}
+			}
+			if seq%64 == 0 { // acknowledge now and then, as a client must
+				ack := wire.AppendFrame(nil, wire.Frame{Kind: wire.KindAck, Seq: seq})
+				if err := ws.WriteFrame(nc, ws.MaskFrame(ws.NewTextFrame(ack))); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "roundtrips/s")
 }
