@@ -21,6 +21,7 @@ import (
 
 	"github.com/cometkit/cometkit/server"
 	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/websocket"
 )
 
 //go:embed index.html
@@ -40,9 +41,11 @@ func echo(s *session.Session) {
 	}
 }
 
-// newRouter mounts the echo endpoint at /echo and the page at /.
-func newRouter(log *slog.Logger) (http.Handler, *server.Server, error) {
-	rt, err := server.New(server.HandlerFunc(echo), server.Options{Logger: log})
+// newRouter mounts the echo endpoint at /echo and the page at /. Any
+// WebSocket client can also echo on ws://HOST/echo/websocket.
+func newRouter(log *slog.Logger, hixie75 bool) (http.Handler, *server.Server, error) {
+	rt, err := server.New(server.HandlerFunc(echo), server.Options{Logger: log,
+		WebSocket: websocket.Options{AllowHixie75: hixie75}})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,10 +61,11 @@ func newRouter(log *slog.Logger) (http.Handler, *server.Server, error) {
 
 func main() {
 	addr := flag.String("addr", ":8080", "address to listen on")
+	hixie75 := flag.Bool("hixie75", false, "also accept the hixie-75 WebSocket draft (no key check; off by default)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 
-	r, rt, err := newRouter(log)
+	r, rt, err := newRouter(log, *hixie75)
 	if err != nil {
 		log.Error("cometkit", "err", err)
 		os.Exit(1)
