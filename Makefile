@@ -7,16 +7,27 @@ FUZZTIME ?= 5s
 
 test: setup check race fuzz
 
-# Debian packages the tests drive as independent peers (installed if missing).
-APT_PACKAGES = libprotocol-websocket-perl
+# Debian packages the tests drive as independent peers (installed if missing):
+# Perl's Protocol::WebSocket (hixie drafts) and Python's websockets (RFC 6455,
+# run with /usr/bin/python3). Node and npm are installed from Debian only if
+# there is no npm at all, so that a Node from elsewhere is left alone.
+APT_PACKAGES = libprotocol-websocket-perl python3-websockets
 
-# What the tests need that a fresh machine may lack. Go fetches modules itself.
+# What the tests need that a fresh machine may lack. Go fetches modules itself;
+# npm installs the root package.json's devDependencies (ws, the Node RFC 6455
+# peer) whenever node_modules is missing or older than package.json or its lock.
 setup:
 	$(GO) mod download
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing:$$missing"; \
 	    $(SUDO) apt-get update -qq && $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  fi
+	@stamp=node_modules/.package-lock.json; \
+	  if [ ! -f $$stamp ] || [ package.json -nt $$stamp ] || { [ -f package-lock.json ] && [ package-lock.json -nt $$stamp ]; }; then \
+	    if [ -f package-lock.json ]; then echo "npm ci"; npm ci --no-audit --no-fund; \
+	    else echo "npm install"; npm install --no-audit --no-fund; fi; \
 	  fi
 
 check:
@@ -35,6 +46,7 @@ fuzz:
 	$(GO) test ./transports/longpoll -run '^$$' -fuzz '^FuzzServeSend$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/websocket/hixie -run '^$$' -fuzz '^FuzzParseHandshake$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/websocket/hixie -run '^$$' -fuzz '^FuzzReadFrames$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./transports/websocket -run '^$$' -fuzz '^FuzzRFCReadMessage$$' -fuzztime $(FUZZTIME)
 
 # Benchmarks are not part of `test`: they measure, they do not pass or fail.
 bench:

@@ -277,8 +277,12 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 	}
 	_ = l.conn.Close(code, reason)
 	if l.raw != nil {
-		// A raw connection is its session: nothing can resume it.
-		l.raw.Terminate(session.CodeNormal, "connection closed")
+		// A raw connection is its session: nothing can resume it. The
+		// application sees why (a violation's code), or 1000.
+		if session.CheckCloseCode(code) != nil || code == CodeAbnormal || code == 1005 {
+			code, reason = session.CodeNormal, "connection closed"
+		}
+		l.raw.Terminate(code, reason)
 	}
 }
 
