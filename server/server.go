@@ -476,14 +476,7 @@ func (s *Server) Len() int {
 // session is freed and every handler has returned, or ctx ends; then it
 // frees what is left and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	all := make([]*session.Session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		all = append(all, sess)
-	}
-	s.mu.Unlock()
-	for _, sess := range all {
+	for _, sess := range s.stop() {
 		sess.Close(session.CodeGoingAway, "server shutting down")
 	}
 	// Wait until every client has been handed its close frame (or its
@@ -507,13 +500,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		break
 	}
-	s.mu.RLock()
-	left := make([]*session.Session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		left = append(left, sess)
-	}
-	s.mu.RUnlock()
-	for _, sess := range left {
+	for _, sess := range s.stop() {
 		sess.Terminate(session.CodeGoingAway, "server shutting down")
 	}
 	for {
@@ -535,17 +522,23 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // clients to collect their close frames, and waits for the handlers to
 // return. Shutdown is the graceful way.
 func (s *Server) Close() {
+	for _, sess := range s.stop() {
+		sess.Terminate(session.CodeGoingAway, "server closed")
+	}
+	s.handlers.Wait()
+}
+
+// stop refuses new sessions and handlers from now on, and returns the live
+// sessions, to act on outside the lock.
+func (s *Server) stop() []*session.Session {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.closing = true
 	all := make([]*session.Session, 0, len(s.sessions))
 	for _, sess := range s.sessions {
 		all = append(all, sess)
 	}
-	s.mu.Unlock()
-	for _, sess := range all {
-		sess.Terminate(session.CodeGoingAway, "server closed")
-	}
-	s.handlers.Wait()
+	return all
 }
 
 // setCORS lets an allowed cross-origin page read the answer.

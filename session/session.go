@@ -411,7 +411,13 @@ func (s *Session) take() (msg string, err error, ok bool) {
 // with code and reason are delivered to the client if it comes for them.
 // Closing a closing or closed session does nothing.
 func (s *Session) Close(code Code, reason string) error {
-	if err := CheckCloseCode(code); err != nil {
+	return s.closeWith(&CloseError{Code: code, Reason: reason})
+}
+
+// closeWith starts closing an open session and wakes its transport to
+// deliver the close frame.
+func (s *Session) closeWith(ce *CloseError) error {
+	if err := CheckCloseCode(ce.Code); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -419,7 +425,7 @@ func (s *Session) Close(code Code, reason string) error {
 		s.mu.Unlock()
 		return nil
 	}
-	s.closeLocked(&CloseError{Code: code, Reason: reason})
+	s.closeLocked(ce)
 	t := s.transport
 	s.mu.Unlock()
 	if t != nil {
@@ -474,21 +480,7 @@ func (s *Session) finishLocked() {
 
 // ClientClose records that the client closed the session.
 func (s *Session) ClientClose(code Code, reason string) error {
-	if err := CheckCloseCode(code); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	if s.state >= Closing {
-		s.mu.Unlock()
-		return nil
-	}
-	s.closeLocked(&CloseError{Code: code, Reason: reason, ByClient: true})
-	t := s.transport
-	s.mu.Unlock()
-	if t != nil {
-		t.Wake()
-	}
-	return nil
+	return s.closeWith(&CloseError{Code: code, Reason: reason, ByClient: true})
 }
 
 // Attach makes t the transport carrying the session, kicking the one before
