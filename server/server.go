@@ -20,6 +20,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	clientjs "github.com/cometkit/cometkit/client-js"
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/eventstream"
@@ -177,6 +178,7 @@ func randomBytes(n int) []byte {
 // mount prefix without being told it:
 //
 //	.../negotiate          start a session
+//	.../client.js          the browser client
 //	.../s/{id}/poll        long-poll receive (GET)
 //	.../s/{id}/send        long-poll send (POST; GET for JSONP)
 //	.../s/{id}/eventstream event-stream receive (GET)
@@ -199,6 +201,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasSuffix(path, "/negotiate") {
 		s.negotiate(w, r)
+		return
+	}
+	if strings.HasSuffix(path, "/client.js") {
+		serveClient(w, r)
 		return
 	}
 	// .../s/{id}/{op}
@@ -241,6 +247,36 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusNotFound, "not_found", "unknown session endpoint "+strconv.Quote(op))
 	}
 }
+
+// serveClient serves the embedded browser client. With ?v= equal to its
+// version it may be cached for a year; otherwise for five minutes, then
+// revalidated by ETag.
+func serveClient(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	etag := `"` + clientjs.Version + `"`
+	h.Set("ETag", etag)
+	h.Set("Content-Type", "application/javascript; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	// Any page may load the client, like any script.
+	h.Set("Access-Control-Allow-Origin", "*")
+	if r.URL.Query().Get("v") == clientjs.Version {
+		h.Set("Cache-Control", "public, max-age=31536000, immutable")
+	} else {
+		h.Set("Cache-Control", "public, max-age=300")
+	}
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h.Set("Content-Length", strconv.Itoa(len(clientjs.Bundle)))
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(clientjs.Bundle)
+	}
+}
+
+// ClientVersion is the embedded client's version, for a script tag that may
+// be cached for ever: <script src="/rt/client.js?v=...">.
+func ClientVersion() string { return clientjs.Version }
 
 // serveRaw gives a plain WebSocket client a session of its own: no
 // negotiation, no token, no framing, no resume. The origin policy applies.

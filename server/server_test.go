@@ -670,3 +670,22 @@ func TestFormPostWithoutBatchRefused(t *testing.T) {
 		t.Fatalf("form post without d: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestServesTheClient(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	resp, body := get(t, ts, ts.base+"/client.js", nil)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "CometKit") ||
+		resp.Header.Get("Content-Type") != "application/javascript; charset=utf-8" ||
+		resp.Header.Get("Cache-Control") != "public, max-age=300" {
+		t.Fatalf("client.js: %d %v", resp.StatusCode, resp.Header)
+	}
+	etag := resp.Header.Get("ETag")
+	resp, _ = get(t, ts, ts.base+"/client.js", http.Header{"If-None-Match": {etag}})
+	if resp.StatusCode != http.StatusNotModified {
+		t.Fatalf("revalidation: %d", resp.StatusCode)
+	}
+	resp, _ = get(t, ts, ts.base+"/client.js?v="+ClientVersion(), nil)
+	if !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") {
+		t.Fatalf("versioned URL: %v", resp.Header)
+	}
+}

@@ -1,0 +1,83 @@
+// Type declarations for the cometkit browser client (client-js/src/cometkit.js).
+// The API is the browser WebSocket's, plus reconnect and resume events.
+
+export type TransportName = "websocket" | "eventstream" | "longpoll";
+
+export interface CometKitOptions {
+  /** Transports to try, best first (default ["websocket", "eventstream", "longpoll"]). */
+  transports?: TransportName[];
+  /** ms a WebSocket may take to open and deliver its first frame (default 4000). */
+  connectTimeout?: number;
+  /** ms an event stream may take to deliver its first event (default 4000): catches buffering proxies. */
+  firstEventTimeout?: number;
+  /** Reconnect backoff: first delay ms (default 500), cap ms (default 10000), full jitter. */
+  reconnectDelay?: number;
+  reconnectDelayMax?: number;
+  /** Give up after this many failed reconnects in a row (default Infinity). */
+  maxRetries?: number;
+  /** Remember the transport that worked in localStorage (default true). */
+  remember?: boolean;
+  /** Send acknowledgements after this many messages (default 32) or 1 s, whichever first. */
+  ackEvery?: number;
+}
+
+export interface CometKitCloseEvent {
+  type: "close";
+  code: number;
+  reason: string;
+  wasClean: boolean;
+}
+
+export interface CometKitMessageEvent {
+  type: "message";
+  data: string;
+}
+
+export interface CometKitEvent {
+  type: string;
+  /** On "transport" events: the transport now in use. */
+  transport?: TransportName;
+  /** On "reconnecting": ms until the next attempt, and the attempt number. */
+  delay?: number;
+  attempt?: number;
+}
+
+export default class CometKit {
+  static readonly CONNECTING: 0;
+  static readonly OPEN: 1;
+  static readonly CLOSING: 2;
+  static readonly CLOSED: 3;
+  readonly CONNECTING: 0;
+  readonly OPEN: 1;
+  readonly CLOSING: 2;
+  readonly CLOSED: 3;
+
+  /** url is where the server is mounted, e.g. "https://example.com/rt". */
+  constructor(url: string, options?: CometKitOptions);
+
+  readonly url: string;
+  readonly readyState: 0 | 1 | 2 | 3;
+  /** The transport in use now, or "" before the first one opens. */
+  readonly transport: TransportName | "";
+
+  onopen: ((ev: CometKitEvent) => void) | null;
+  onmessage: ((ev: CometKitMessageEvent) => void) | null;
+  onclose: ((ev: CometKitCloseEvent) => void) | null;
+  onerror: ((ev: CometKitEvent) => void) | null;
+  /** The connection dropped; a new one is tried after ev.delay ms. Messages sent meanwhile are kept. */
+  onreconnecting: ((ev: CometKitEvent) => void) | null;
+  /** The same session was resumed: nothing was lost. */
+  onresumed: ((ev: CometKitEvent) => void) | null;
+  /** The session could not be resumed; a new one started. The application must resynchronise. */
+  onreset: ((ev: CometKitEvent) => void) | null;
+  /** ev.transport is the transport now in use. */
+  ontransport: ((ev: CometKitEvent) => void) | null;
+
+  /** Queues a text message; it is delivered exactly once, across reconnects. */
+  send(data: string): void;
+  /** Closes the session (code 1000 by default). */
+  close(code?: number, reason?: string): void;
+
+  addEventListener(type: string, listener: (ev: any) => void): void;
+  removeEventListener(type: string, listener: (ev: any) => void): void;
+}
