@@ -3,15 +3,15 @@ GO ?= go
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 5s
 
-.PHONY: test setup check race fuzz bench
+.PHONY: test setup check race js fuzz bench
 
-test: setup check race fuzz
+test: setup check race js fuzz
 
 # Debian packages the tests drive as independent peers (installed if missing):
 # Perl's Protocol::WebSocket (hixie drafts) and Python's websockets (RFC 6455,
 # run with /usr/bin/python3). Node and npm are installed from Debian only if
 # there is no npm at all, so that a Node from elsewhere is left alone.
-APT_PACKAGES = libprotocol-websocket-perl python3-websockets
+APT_PACKAGES = libprotocol-websocket-perl python3-websockets chromium
 
 # What the tests need that a fresh machine may lack. Go fetches modules itself;
 # npm installs the root package.json's devDependencies (ws, the Node RFC 6455
@@ -34,9 +34,16 @@ check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@node client-js/build.js && git diff --quiet -- client-js/dist || \
+	  { echo "client-js/dist is stale: run node client-js/build.js and commit it"; exit 1; }
 
 race:
 	$(GO) test -race -count=1 ./...
+
+# The browser client's tests: its core with a fake browser, and end to end in
+# real headless Chromium against a Go server (client-js/test/).
+js:
+	npm test
 
 # A short run of every fuzzer beyond its seed corpus (the seeds also run in `race`).
 fuzz:

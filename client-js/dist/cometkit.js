@@ -12,7 +12,7 @@ var CometKit = (function (env) {
   var STORE = "cometkit:dead:";
   var jsonpSeq = 0;
 
-  function now() { return new Date().getTime(); }
+  function now() { return new env.Date().getTime(); }
   function has(list, x) {
     for (var i = 0; i < list.length; i++) { if (list[i] === x) { return true; } }
     return false;
@@ -503,7 +503,7 @@ var CometKit = (function (env) {
   };
 
   return CometKit;
-}(typeof window !== "undefined" ? window : {}));
+}(typeof window !== "undefined" ? window : { Date: Date }));
 
 return CometKit;
 }));

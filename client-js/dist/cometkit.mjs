@@ -7,7 +7,7 @@ var CometKit = (function (env) {
   var STORE = "cometkit:dead:";
   var jsonpSeq = 0;
 
-  function now() { return new Date().getTime(); }
+  function now() { return new env.Date().getTime(); }
   function has(list, x) {
     for (var i = 0; i < list.length; i++) { if (list[i] === x) { return true; } }
     return false;
@@ -498,6 +498,6 @@ var CometKit = (function (env) {
   };
 
   return CometKit;
-}(typeof window !== "undefined" ? window : {}));
+}(typeof window !== "undefined" ? window : { Date: Date }));
 
 export default CometKit;

@@ -1,0 +1,281 @@
+// Unit tests of the client core with a fake browser: fake XHR, WebSocket,
+// EventSource, localStorage, timers and clock. Run: node --test client-js/test/
+"use strict";
+const test = require("node:test");
+const assert = require("node:assert");
+const CometKit = require("../dist/cometkit.js");
+
+// fakeBrowser installs fakes into CometKit.env and returns handles on them.
+function fakeBrowser(opts = {}) {
+  const env = CometKit.env;
+  for (const k of Object.keys(env)) delete env[k];
+  const b = { now: 1e12, timers: [], xhrs: [], sockets: [], streams: [], store: {} };
+  env.Date = function () { return { getTime: () => b.now }; };
+  env.JSON = JSON;
+  env.setTimeout = (fn, ms) => { const t = { fn, at: b.now + ms, id: b.timers.length + 1 }; b.timers.push(t); return t; };
+  env.clearTimeout = (t) => { if (t) t.cancelled = true; };
+  env.location = { protocol: "http:", host: "app.test" };
+  env.localStorage = {
+    getItem: (k) => (k in b.store ? b.store[k] : null),
+    setItem: (k, v) => { b.store[k] = String(v); },
+    removeItem: (k) => { delete b.store[k]; },
+  };
+  env.XMLHttpRequest = function () {
+    this.withCredentials = false;
+    this.onprogress = null;
+    this.readyState = 0;
+  };
+  env.XMLHttpRequest.prototype.open = function (method, url) { this.method = method; this.url = url; };
+  env.XMLHttpRequest.prototype.setRequestHeader = function () {};
+  env.XMLHttpRequest.prototype.send = function (body) { this.body = body; b.xhrs.push(this); };
+  env.XMLHttpRequest.prototype.abort = function () { this.aborted = true; };
+  env.XMLHttpRequest.prototype.respond = function (status, text) {
+    this.readyState = 4; this.status = status; this.responseText = text;
+    if (this.onreadystatechange) this.onreadystatechange();
+  };
+  if (!opts.noWebSocket) {
+    env.WebSocket = function (url) { this.url = url; this.sent = []; b.sockets.push(this); };
+    env.WebSocket.prototype.send = function (f) { this.sent.push(f); };
+    env.WebSocket.prototype.close = function () { this.closed = true; };
+  }
+  if (!opts.noEventSource) {
+    env.EventSource = function (url) { this.url = url; b.streams.push(this); };
+    env.EventSource.prototype.close = function () { this.closed = true; };
+  }
+  // tick runs timers due within ms, in order, moving the clock.
+  b.tick = (ms) => {
+    const end = b.now + ms;
+    for (;;) {
+      const due = b.timers.filter((t) => !t.cancelled && !t.ran && t.at <= end).sort((x, y) => x.at - y.at || x.id - y.id)[0];
+      if (!due) break;
+      b.now = due.at;
+      due.ran = true;
+      due.fn();
+    }
+    b.now = end;
+  };
+  b.pending = (pred) => b.xhrs.filter((x) => !x.readyState && !x.aborted && pred(x));
+  b.negotiate = (transports = ["websocket", "eventstream", "longpoll"], sid = "s1") => {
+    const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
+    assert.ok(x, "a negotiate request");
+    x.respond(200, JSON.stringify({ v: 1, sid, token: "tok", transports, heartbeat: 25000, disconnect: 30000 }));
+  };
+  b.lastSocket = () => b.sockets[b.sockets.length - 1];
+  b.lastStream = () => b.streams[b.streams.length - 1];
+  return b;
+}
+
+function record(c) {
+  const log = [];
+  for (const type of ["open", "message", "close", "error", "reconnecting", "resumed", "reset", "transport"]) {
+    c.addEventListener(type, (e) => log.push(type === "message" ? "message:" + e.data : type === "transport" ? "transport:" + e.transport : type === "close" ? `close:${e.code}:${e.wasClean}` : type));
+  }
+  return log;
+}
+
+test("opens over WebSocket once the first frame arrives, and delivers in order once", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("http://app.test/rt");
+  const log = record(c);
+  assert.strictEqual(c.readyState, CometKit.CONNECTING);
+  b.negotiate();
+  const ws = b.lastSocket();
+  assert.strictEqual(ws.url, "ws://app.test/rt/s/s1/websocket?t=tok&ack=0");
+  ws.onopen && ws.onopen();
+  assert.strictEqual(c.readyState, CometKit.CONNECTING, "open means nothing before the first frame");
+  ws.onmessage({ data: "h" });
+  assert.strictEqual(c.readyState, CometKit.OPEN);
+  for (const f of ["m1:one", "m1:one", "m2:two"]) ws.onmessage({ data: f });
+  assert.deepStrictEqual(log, ["open", "transport:websocket", "message:one", "message:two"]);
+  assert.strictEqual(c.transport, "websocket");
+});
+
+test("sends are queued until open, numbered, acknowledged, and resent after a reconnect", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt");
+  c.send("a");
+  c.send("b");
+  b.negotiate();
+  const ws = b.lastSocket();
+  assert.deepStrictEqual(ws.sent, []);
+  ws.onmessage({ data: "h" });
+  assert.deepStrictEqual(ws.sent, ["m1:a", "m2:b"]);
+  ws.onmessage({ data: "a1" }); // the server has a
+  ws.onmessage({ data: "m1:x" });
+  ws.onclose(); // the connection drops
+  c.send("c");
+  b.tick(1000); // backoff (≤ 500 ms on the first attempt)
+  const ws2 = b.lastSocket();
+  assert.notStrictEqual(ws2, ws);
+  assert.strictEqual(ws2.url, "ws://app.test/rt/s/s1/websocket?t=tok&ack=1", "resumes after what it has");
+  ws2.onmessage({ data: "h" });
+  assert.deepStrictEqual(ws2.sent.filter((f) => f[0] === "m"), ["m2:b", "m3:c"], "resends what was not acknowledged");
+});
+
+test("acknowledges received messages by count and by time", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt", { ackEvery: 3 });
+  b.negotiate();
+  const ws = b.lastSocket();
+  ws.onmessage({ data: "h" });
+  ws.onmessage({ data: "m1:x" });
+  ws.onmessage({ data: "m2:x" });
+  assert.deepStrictEqual(ws.sent, []);
+  ws.onmessage({ data: "m3:x" });
+  assert.deepStrictEqual(ws.sent, ["a3"]);
+  ws.onmessage({ data: "m4:x" });
+  b.tick(999);
+  assert.deepStrictEqual(ws.sent, ["a3"]);
+  b.tick(1);
+  assert.deepStrictEqual(ws.sent, ["a3", "a4"]);
+});
+
+test("a WebSocket that opens but delivers nothing falls back to the event stream, and is remembered", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt", { connectTimeout: 3000 });
+  const log = record(c);
+  b.negotiate();
+  b.lastSocket().onopen && b.lastSocket().onopen();
+  b.tick(2999);
+  assert.strictEqual(b.streams.length, 0);
+  b.tick(1);
+  assert.ok(b.lastSocket().closed);
+  const es = b.lastStream();
+  assert.strictEqual(es.url, "http://app.test/rt/s/s1/eventstream?t=tok&ack=0");
+  es.onmessage({ data: '"h"' });
+  assert.deepStrictEqual(log, ["open", "transport:eventstream"]);
+  assert.ok(b.store["cometkit:dead:websocket"], "the dead transport is remembered");
+  // The next page load skips it...
+  const c2 = new CometKit("/rt");
+  b.negotiate();
+  assert.strictEqual(b.streams.length, 2, "went straight to the event stream");
+  c2.close();
+  // ...until five minutes have passed.
+  b.tick(300001);
+  new CometKit("/rt");
+  const sockets = b.sockets.length;
+  b.negotiate();
+  assert.strictEqual(b.sockets.length, sockets + 1, "tries WebSocket again");
+  void c;
+});
+
+test("an event stream that a proxy buffers falls back to long-polling, which acks by URL and sends by POST", () => {
+  const b = fakeBrowser({ noWebSocket: true });
+  const c = new CometKit("/rt", { firstEventTimeout: 2000 });
+  const log = record(c);
+  b.negotiate();
+  b.tick(2000);
+  assert.ok(b.lastStream().closed);
+  let poll = b.pending((x) => /\/poll/.test(x.url))[0];
+  assert.match(poll.url, /\/rt\/s\/s1\/poll\?t=tok&ack=0&_=/);
+  poll.respond(200, "6:m1:one\n1:h\n");
+  assert.deepStrictEqual(log, ["open", "transport:longpoll", "message:one"]);
+  poll = b.pending((x) => /\/poll/.test(x.url))[0];
+  assert.match(poll.url, /ack=1&/, "the next poll acknowledges");
+  c.send("up");
+  const send = b.pending((x) => /\/send/.test(x.url))[0];
+  assert.strictEqual(send.method, "POST");
+  assert.strictEqual(send.body, "5:m1:up\n2:a1\n");
+  send.respond(200, "2:a1\n");
+  assert.strictEqual(c.out.length, 0);
+});
+
+test("a session the server no longer has starts afresh and says reset", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt");
+  const log = record(c);
+  b.negotiate();
+  b.lastSocket().onmessage({ data: "m1:before" });
+  b.lastSocket().onmessage({ data: "c4004:session unknown or expired" });
+  b.negotiate(undefined, "s2");
+  const ws = b.lastSocket();
+  assert.match(ws.url, /\/s\/s2\/websocket\?t=tok&ack=0$/);
+  ws.onmessage({ data: "m1:after" });
+  assert.deepStrictEqual(log, ["open", "transport:websocket", "message:before", "reset", "message:after"]);
+});
+
+test("an end frame reconnects at once; a drop after opening backs off with jitter, capped", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt", { reconnectDelay: 100, reconnectDelayMax: 400 });
+  const log = record(c);
+  b.negotiate();
+  b.lastSocket().onmessage({ data: "h" });
+  b.lastSocket().onmessage({ data: "x4011:stream recycled" });
+  assert.strictEqual(b.sockets.length, 2, "reconnected without waiting");
+  const delays = [];
+  c.addEventListener("reconnecting", (e) => delays.push(e.delay));
+  for (let i = 0; i < 6; i++) {
+    b.lastSocket().onmessage({ data: "h" });
+    b.lastSocket().onclose();
+    b.tick(1000);
+  }
+  assert.strictEqual(delays.length, 6);
+  delays.forEach((d) => assert.ok(d >= 0 && d <= 100, `first attempt after an opened connection: ${d}`));
+  assert.ok(log.includes("resumed"));
+});
+
+test("gives up after maxRetries and closes with 1006", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt", { maxRetries: 2, reconnectDelay: 10 });
+  const log = record(c);
+  for (let i = 0; i < 3; i++) {
+    b.pending((x) => /\/negotiate/.test(x.url))[0].respond(0, "");
+    b.tick(100);
+  }
+  assert.strictEqual(c.readyState, CometKit.CLOSED);
+  assert.deepStrictEqual(log.slice(-2), ["error", "close:1006:false"]);
+});
+
+test("close sends a close frame; a server close ends the session", () => {
+  let b = fakeBrowser();
+  let c = new CometKit("/rt");
+  let log = record(c);
+  b.negotiate();
+  b.lastSocket().onmessage({ data: "h" });
+  c.close(4000, "bye");
+  assert.deepStrictEqual(b.lastSocket().sent, ["c4000:bye"]);
+  assert.strictEqual(c.readyState, CometKit.CLOSED);
+  assert.deepStrictEqual(log.slice(-1), ["close:4000:true"]);
+  assert.throws(() => c.send("late"));
+
+  b = fakeBrowser();
+  c = new CometKit("/rt");
+  log = record(c);
+  b.negotiate();
+  b.lastSocket().onmessage({ data: "c1000:" });
+  assert.deepStrictEqual(log.slice(-1), ["close:1000:true"]);
+});
+
+test("cross-origin without CORS XHR uses JSONP", () => {
+  const b = fakeBrowser({ noWebSocket: true, noEventSource: true });
+  const scripts = [];
+  CometKit.env.XMLHttpRequest = function () {}; // no withCredentials: no CORS
+  CometKit.env.document = {
+    createElement: () => ({}),
+    getElementsByTagName: () => [{ appendChild: (s) => scripts.push(s) }],
+  };
+  const c = new CometKit("http://other.test/rt");
+  const log = record(c);
+  assert.match(scripts[0].src, /^http:\/\/other\.test\/rt\/negotiate\?callback=__cometkit\.c\d+&_=/);
+  const cb = (s) => CometKit.env.__cometkit[/callback=__cometkit\.(c\d+)/.exec(s.src)[1]];
+  cb(scripts[0])({ v: 1, sid: "s9", token: "t", transports: ["longpoll"], heartbeat: 25000 });
+  assert.match(scripts[1].src, /\/s\/s9\/poll\?t=t&ack=0&callback=/);
+  cb(scripts[1])("8:m1:jsonp\n");
+  c.send("hi");
+  const send = scripts.find((s) => /\/send\?/.test(s.src));
+  assert.match(send.src, /d=5%3Am1%3Ahi%0A2%3Aa1%0A&callback=/);
+  assert.deepStrictEqual(log, ["open", "transport:longpoll", "message:jsonp"]);
+  void b;
+});
+
+test("the bundle parses as ES3 and has no getters, bind or forEach", () => {
+  const fs = require("fs");
+  const acorn = require("acorn");
+  for (const f of ["cometkit.js", "cometkit.min.js"]) {
+    const code = fs.readFileSync(require("path").join(__dirname, "..", "dist", f), "utf8");
+    acorn.parse(code, { ecmaVersion: 3, allowReserved: "never" });
+    for (const bad of [".bind(", ".forEach(", "Object.defineProperty", "Date.now", ".trim()", "Array.isArray"]) {
+      assert.ok(!code.includes(bad), `${f} uses ${bad}`);
+    }
+  }
+});
