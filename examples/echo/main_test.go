@@ -38,7 +38,7 @@ func TestEchoExample(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `base = "/echo"`) {
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `new CometKit("/echo"`) {
 		t.Fatalf("page: %d", resp.StatusCode)
 	}
 
