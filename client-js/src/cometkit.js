@@ -494,6 +494,10 @@ var CometKit = (function (env) {
     } else {
       poll();
     }
+    // A fresh poll is held until there is something to say, and a poll's
+    // answer is a whole response no proxy holds back; negotiation has just
+    // shown plain HTTP works: count long-polling as open now.
+    env.setTimeout(function () { if (!t.closed) { t.proven(); } }, 0);
     t.close = function () { t.closed = true; if (abort) { abort(); } };
   };
 

@@ -168,6 +168,8 @@ test("an event stream that a proxy buffers falls back to long-polling, which ack
   assert.ok(b.lastStream().closed);
   let poll = b.pending((x) => /\/poll/.test(x.url))[0];
   assert.match(poll.url, /\/rt\/s\/s1\/poll\?t=tok&ack=0&_=/);
+  b.tick(0); // open as soon as the first poll is out: the server holds it until it has news
+  assert.deepStrictEqual(log, ["open", "transport:longpoll"]);
   poll.respond(200, "6:m1:one\n1:h\n");
   assert.deepStrictEqual(log, ["open", "transport:longpoll", "message:one"]);
   poll = b.pending((x) => /\/poll/.test(x.url))[0];
@@ -259,6 +261,7 @@ test("cross-origin without CORS XHR uses JSONP", () => {
   assert.match(scripts[0].src, /^http:\/\/other\.test\/rt\/negotiate\?callback=__cometkit\.c\d+&_=/);
   const cb = (s) => CometKit.env.__cometkit[/callback=__cometkit\.(c\d+)/.exec(s.src)[1]];
   cb(scripts[0])({ v: 1, sid: "s9", token: "t", transports: ["longpoll"], heartbeat: 25000 });
+  b.tick(0);
   assert.match(scripts[1].src, /\/s\/s9\/poll\?t=t&ack=0&callback=/);
   cb(scripts[1])("8:m1:jsonp\n");
   c.send("hi");
