@@ -9,8 +9,10 @@ test: setup check race js fuzz
 
 # Debian packages the tests drive as independent peers (installed if missing):
 # Perl's Protocol::WebSocket (hixie drafts) and Python's websockets (RFC 6455,
-# run with /usr/bin/python3). Node and npm are installed from Debian only if
-# there is no npm at all, so that a Node from elsewhere is left alone.
+# run with /usr/bin/python3); Chromium (/usr/bin/chromium) runs the browser
+# client's end-to-end tests (client-js/test/e2e.test.js). Node and npm are
+# installed from Debian only if there is no npm at all, so that a Node from
+# elsewhere is left alone.
 APT_PACKAGES = libprotocol-websocket-perl python3-websockets chromium
 
 # What the tests need that a fresh machine may lack. Go fetches modules itself;

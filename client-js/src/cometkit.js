@@ -13,6 +13,8 @@ var CometKit = (function (env) {
     return false;
   }
   function enc(s) { return encodeURIComponent(s); }
+  function utf8len(s) { return unescape(enc(s)).length; }
+  function noop() {}
 
   // A frame in a batch: "<UTF-16 length>:<frame>\n" (String.length counts UTF-16).
   function batchFrame(f) { return f.length + ":" + f + "\n"; }
@@ -60,10 +62,13 @@ var CometKit = (function (env) {
       done(status, text);
     }
     if (timeout) { timer = env.setTimeout(function () { end(0, ""); }, timeout); }
-    function abort() {
+    function abort() { // each step alone: IE6's ActiveX object refuses most of them
       var r = x;
       x = null;
-      if (r) { try { r.onreadystatechange = r.onload = r.onerror = null; r.abort(); } catch (e) {} }
+      if (!r) { return; }
+      try { r.onreadystatechange = noop; } catch (e) {}
+      try { r.onload = r.onerror = noop; } catch (e) {}
+      try { r.abort(); } catch (e) {}
     }
     if (mode === "jsonp") {
       name = "c" + (++jsonpSeq);
@@ -77,7 +82,8 @@ var CometKit = (function (env) {
       script.onreadystatechange = function () { // IE6-8: no onerror; "loaded" without a call is a failure
         if (/loaded|complete/.test(script.readyState)) { env.setTimeout(function () { end(0, ""); }, 0); }
       };
-      (doc.getElementsByTagName("head")[0] || doc.documentElement).appendChild(script);
+      var head = doc.getElementsByTagName("head")[0] || doc.documentElement;
+      if (head.insertBefore && head.firstChild) { head.insertBefore(script, head.firstChild); } else { head.appendChild(script); } // IE6 and <base>
       return function () { end(0, ""); };
     }
     try {
@@ -103,8 +109,8 @@ var CometKit = (function (env) {
 
   function CometKit(url, options) {
     var o = {
-      transports: TRANSPORTS, connectTimeout: 4000, firstEventTimeout: 4000,
-      reconnectDelay: 500, reconnectDelayMax: 10000, maxRetries: 1 / 0, remember: true, ackEvery: 32
+      transports: TRANSPORTS, connectTimeout: 4000, firstEventTimeout: 4000, reconnectDelay: 500,
+      reconnectDelayMax: 10000, maxRetries: 1 / 0, remember: true, ackEvery: 32, upgradeAfter: 60000
     }, k;
     options = options || {};
     for (k in options) { if (options.hasOwnProperty(k)) { o[k] = options[k]; } }
@@ -117,8 +123,11 @@ var CometKit = (function (env) {
     this.ackd = 0;    // highest of those acknowledged to the server
     this.out = [];    // our messages not yet acknowledged: {s: seq, d: text}
     this.seq = 0;     // last sequence number given to a message of ours
-    this.tries = 0;   // failed connects in a row
-    this.dead = {};   // transport name -> time it failed to open
+    this.tries = 0;   // failed attempts in a row
+    this.dead = {};   // transport name -> time it was found not to work here
+    this.gen = 0;     // connection generation: callbacks of older connections are ignored
+    this.sgen = 0;    // session generation: answers about older sessions are ignored
+    this.maxMessage = 65536;
     var loc = env.location, same = !loc || origin(this.url) === "" || origin(this.url) === (loc.protocol + "//" + loc.host).toLowerCase();
     this.mode = same ? "xhr" : env.XMLHttpRequest && "withCredentials" in new env.XMLHttpRequest() ? "xhr" :
       env.XDomainRequest ? "xdr" : "jsonp";
@@ -139,78 +148,113 @@ var CometKit = (function (env) {
     var l = this.ls[type] || [], i;
     for (i = 0; i < l.length; i++) { if (l[i] === fn) { l.splice(i, 1); return; } }
   };
+  // fire calls the handlers; one that throws does not stop the client: its
+  // error is rethrown from a fresh stack, for window.onerror.
   P.fire = function (type, ev) {
     ev = ev || {};
     ev.type = type;
     ev.target = this;
-    var h = this["on" + type], l = (this.ls[type] || []).slice(0), i;
-    if (h) { h.call(this, ev); }
-    for (i = 0; i < l.length; i++) { l[i].call(this, ev); }
+    var l = (this.ls[type] || []).slice(0), i;
+    if (this["on" + type]) { l.unshift(this["on" + type]); }
+    for (i = 0; i < l.length; i++) {
+      try { l[i].call(this, ev); } catch (e) { env.setTimeout(function () { throw e; }, 0); }
+    }
   };
 
-  // Transports that failed to open stay skipped for five minutes, across
-  // page loads where localStorage exists; then the better one is tried again.
+  // A transport that failed here by timing out, while a lower one then
+  // worked, is skipped for five minutes, across page loads where
+  // localStorage exists; then the better one is tried again.
   P.load = function () {
-    var s = this.o.remember && env.localStorage, i, t;
-    for (i = 0; s && i < TRANSPORTS.length; i++) {
-      try { t = +s.getItem(STORE + TRANSPORTS[i]); } catch (e) { t = 0; }
+    var i, t;
+    for (i = 0; this.o.remember && i < TRANSPORTS.length; i++) {
+      try { t = +env.localStorage.getItem(STORE + TRANSPORTS[i]); } catch (e) { t = 0; }
       if (t) { this.dead[TRANSPORTS[i]] = t; }
     }
   };
   P.markDead = function (name, dead) {
     this.dead[name] = dead ? now() : 0;
     try {
-      if (this.o.remember && env.localStorage) {
+      if (this.o.remember) {
         if (dead) { env.localStorage.setItem(STORE + name, "" + now()); } else { env.localStorage.removeItem(STORE + name); }
       }
     } catch (e) {}
   };
-  P.usable = function (name) {
-    if (now() - (this.dead[name] || 0) < 300000) { return false; }
+  P.usable = function (name, ignoreDead) {
+    if (!ignoreDead && now() - (this.dead[name] || 0) < 300000) { return false; }
     if (name === "websocket") { return !!env.WebSocket; }
     if (name === "eventstream") { return !!(env.EventSource || this.mode === "xdr" || (this.mode === "xhr" && env.XMLHttpRequest && "onprogress" in new env.XMLHttpRequest())); }
     return true;
   };
-  // candidates lists the transports to try now, best first.
+  // candidates lists the transports to try now, best first; if all are
+  // marked dead, all that the browser has.
   P.candidates = function () {
-    var list = [], all = this.o.transports, i, fresh = [];
+    var list = [], fresh = [], all = this.o.transports, i;
     for (i = 0; i < all.length; i++) {
-      if (has(this.offered, all[i])) {
-        if (this.usable(all[i])) { list.push(all[i]); } else if (all[i] !== "websocket" || env.WebSocket) { fresh.push(all[i]); }
+      if (has(this.offered, all[i]) && this.usable(all[i], true)) {
+        fresh.push(all[i]);
+        if (this.usable(all[i])) { list.push(all[i]); }
       }
     }
-    return list.length ? list : fresh; // all marked dead: try them anyway
+    return list.length ? list : fresh;
+  };
+
+  // stop ends the current connection and every timer of it, quietly.
+  P.stop = function () {
+    var c = this.conn;
+    this.conn = null;
+    this.opened = false;
+    this.gen++;
+    env.clearTimeout(this.timer);
+    env.clearTimeout(this.upTimer);
+    env.clearTimeout(this.ackTimer);
+    this.timer = this.upTimer = this.ackTimer = null;
+    if (c) { c.close(); }
   };
 
   P.negotiate = function () {
-    var self = this;
+    var self = this, sgen = ++this.sgen;
+    this.stop();
+    this.posting = false;
+    if (this.abort) { this.abort(); }
     this.abort = request(this.mode, "POST", this.url + "/negotiate", this.mode === "jsonp" ? null : "", function (st, text) {
-      if (self.readyState === 3) { return; }
+      if (sgen !== self.sgen || self.readyState > 1) { return; }
       var n;
       if (st === -1 && self.mode !== "jsonp") { self.mode = "jsonp"; self.negotiate(); return; }
       try { n = st === 200 ? (typeof text === "string" ? parseJSON(text) : text) : null; } catch (e) { n = null; }
-      if (!n || !n.sid) { self.retry(); return; }
+      if (!n || !n.sid) { self.backoff(function () { self.negotiate(); }); return; }
       if (self.sid) { // a new session in place of the old one: the application must resynchronise
-        self.rcv = self.ackd = 0;
+        self.rcv = self.ackd = self.seq = 0;
         self.out = [];
-        self.seq = 0;
         self.resetDue = true;
       }
       self.sid = n.sid;
       self.token = n.token;
       self.hb = n.heartbeat || 25000;
+      self.maxMessage = n.maxMessage || 65536;
       self.offered = n.transports || ["longpoll"];
-      self.list = self.candidates();
-      self.ti = 0;
-      self.connect();
+      self.start();
     }, 15000);
   };
 
+  // start tries the transports from the best one.
+  P.start = function () {
+    this.list = this.candidates();
+    this.ti = 0;
+    this.round = []; // transports that timed out in this round
+    if (!this.list.length) { this.finish(1006, "no usable transport", false); return; }
+    this.connect();
+  };
+
   P.connect = function () {
-    var name = this.list[this.ti], self = this;
-    this.opened = false;
+    var name = this.list[this.ti], gen;
+    this.stop();
+    gen = this.gen;
     this.wsSent = 0;
-    this.conn = new T[name](this, function () { self.proven(name); });
+    try { this.conn = new T[name](this, gen); } catch (e) {
+      var self = this;
+      this.conn = null;
+      env.setTimeout(function () { self.lost(gen); }, 0);
+    }
   };
 
   // sessionURL is the URL of a session endpoint.
@@ -219,49 +263,69 @@ var CometKit = (function (env) {
     return ws ? u.replace(/^http/, "ws") : u;
   };
 
-  // proven: the transport delivered its first frame.
-  P.proven = function (name) {
-    if (this.opened) { return; }
+  // recv takes frames from connection gen, which they prove to work.
+  P.recv = function (gen, list) {
+    if (gen !== this.gen || this.readyState > 2) { return; }
+    this.alive = now();
+    if (!this.opened) {
+      this.proven();
+      if (gen !== this.gen) { return; }
+    }
+    this.frames(list);
+  };
+
+  // proven: the connection's first traffic arrived.
+  P.proven = function () {
+    var name = this.list[this.ti], first = this.readyState === 0, changed = this.transport !== name, i, self = this;
     this.opened = true;
-    this.tries = 0;
+    this.upSince = now();
     this.markDead(name, false);
-    var first = this.readyState === 0, changed = this.transport !== name;
+    for (i = 0; i < this.round.length; i++) { this.markDead(this.round[i], true); } // they timed out where this works
+    this.round = [];
     this.transport = name;
     if (first) { this.readyState = 1; this.fire("open"); } else if (this.resetDue) { this.resetDue = false; this.fire("reset"); } else { this.fire("resumed"); }
-    if (changed) { this.fire("transport", { transport: name }); }
+    if (changed && this.readyState < 3) { this.fire("transport", { transport: name }); }
+    if (this.readyState > 2) { return; }
+    if (this.candidates()[0] !== name) { // move back up later
+      this.upTimer = env.setTimeout(function () { self.start(); }, this.o.upgradeAfter);
+    }
     this.flush();
   };
 
-  // frames takes frames from any transport, in order.
+  // frames takes frames in order, from a connection or a send's answer.
   P.frames = function (list) {
-    for (var i = 0; i < list.length && this.readyState < 3; i++) { this.frame(list[i]); }
+    var gen = this.gen, sgen = this.sgen;
+    for (var i = 0; i < list.length && gen === this.gen && sgen === this.sgen && this.readyState < 3; i++) { this.frame(list[i]); }
   };
   P.frame = function (f) {
     var k = f.charAt(0), c = f.indexOf(":"), n = +f.substring(1, c < 0 ? f.length : c), self = this;
-    this.alive = now();
-    if (this.conn && this.conn.proven) { this.conn.proven(); }
     if (k === "m") {
       if (n <= this.rcv) { return; } // a replay
-      if (n !== this.rcv + 1) { this.drop(); return; } // a gap: resume from what we have
+      if (n !== this.rcv + 1) { this.lost(this.gen); return; } // a gap: resume from what we have
       this.rcv = n;
       this.fire("message", { data: f.substring(c + 1) });
-      if (this.rcv - this.ackd >= this.o.ackEvery) { this.flush(); } else if (!this.ackTimer) {
+      if (this.rcv - this.ackd >= this.o.ackEvery) { this.flush(); } else if (!this.ackTimer && this.readyState < 2) {
         this.ackTimer = env.setTimeout(function () { self.ackTimer = null; self.flush(); }, 1000);
       }
     } else if (k === "a") {
       while (this.out.length && this.out[0].s <= n) { this.out.shift(); }
       this.flush();
     } else if (k === "x") {
-      this.drop(true); // a newer connection or a recycled stream: reconnect at once
+      this.connect(); // a newer connection or a recycled stream: reconnect at once
     } else if (k === "c") {
-      if (n === 4004 || n === 4005 || n === 1001) { this.drop(true, true); return; } // cannot resume: new session
+      // Codes after which the session cannot go on here: a new one, after a backoff.
+      if (/^(1001|1011|4000|4004|4005|4008|4009)$/.test("" + n)) { this.stop(); this.backoff(function () { self.negotiate(); }); return; }
       this.finish(n, f.substring(c + 1), true);
     }
   };
 
   P.send = function (data) {
     if (this.readyState > 1) { throw new Error("CometKit is closing or closed"); }
-    this.out.push({ s: ++this.seq, d: "" + data });
+    data = "" + data;
+    if (utf8len(data) > this.maxMessage) { throw new Error("message over " + this.maxMessage + " bytes"); }
+    // JSONP sends go in a URL, which IE cuts at 2,083 characters.
+    if (this.mode === "jsonp" && enc(data).length > 1700) { throw new Error("message too long to send by JSONP"); }
+    this.out.push({ s: ++this.seq, d: data });
     this.flush();
   };
 
@@ -274,92 +338,120 @@ var CometKit = (function (env) {
     if (c.ws) {
       for (i = 0; i < this.out.length; i++) { if (this.out[i].s > this.wsSent) { frames.push("m" + this.out[i].s + ":" + this.out[i].d); this.wsSent = this.out[i].s; } }
       if (ack) { frames.push("a" + this.rcv); }
+      if (this.closeFrame) { frames.push(this.closeFrame); }
       for (i = 0; i < frames.length; i++) { c.ws.send(frames[i]); }
       this.ackd = this.rcv;
+      if (this.closeFrame) { this.finish(this.closeCode, this.closeReason, true); }
       return;
     }
-    this.post(ack);
+    if (ack || this.out.length || this.closeFrame) { this.post(); }
   };
 
-  // post sends by HTTP: one request at a time, all unacknowledged messages
-  // (a resend is de-duplicated by the server), and the ack.
-  P.post = function (ack, extra) {
-    var self = this, body = "", i, max = this.mode === "jsonp" ? 1500 : 1 << 20, sentAck = this.rcv;
-    if (this.posting || (!ack && !this.out.length && !extra)) { return; }
-    for (i = 0; i < this.out.length && body.length < max; i++) { body += batchFrame("m" + this.out[i].s + ":" + this.out[i].d); }
-    body += batchFrame("a" + sentAck) + (extra || "");
+  // post sends by HTTP, one request at a time: as many unacknowledged
+  // messages as fit (a resend is de-duplicated by the server), our ack, and
+  // the close frame once nothing else is left to send.
+  P.post = function () {
+    if (this.posting || !this.sid) { return; }
+    var self = this, jsonp = this.mode === "jsonp", url = this.sessionURL("send"), sgen = this.sgen,
+      limit = jsonp ? 1900 - url.length : (1 << 20) - 64, body = "", size = 0, f, n, i, ack = this.rcv, closing = false;
+    for (i = 0; i < this.out.length; i++) {
+      f = batchFrame("m" + this.out[i].s + ":" + this.out[i].d);
+      n = jsonp ? enc(f).length : utf8len(f);
+      if (i > 0 && size + n > limit) { break; }
+      body += f;
+      size += n;
+    }
+    body += batchFrame("a" + ack);
+    if (this.closeFrame && i === this.out.length) { body += batchFrame(this.closeFrame); closing = true; }
     this.posting = true;
-    request(this.mode, this.mode === "jsonp" ? "GET" : "POST", this.sessionURL("send"), body, function (st, text) {
+    request(this.mode, jsonp ? "GET" : "POST", url, body, function (st, text) {
       self.posting = false;
-      if (self.readyState === 3) { return; }
+      if (sgen !== self.sgen || self.readyState === 3) { return; }
+      var e;
       if (st === 200) {
-        if (sentAck > self.ackd) { self.ackd = sentAck; }
-        try { self.frames(parseBatch(text)); } catch (e) {}
-      } else if (st === -1 && self.mode !== "jsonp") {
+        if (ack > self.ackd) { self.ackd = ack; }
+        try { self.frames(parseBatch(text)); } catch (x) {}
+        if (closing) { self.finish(self.closeCode, self.closeReason, true); return; }
+        self.sendTries = 0;
+        self.flush();
+      } else if (st === -1 && !jsonp) {
         self.mode = "jsonp";
-      } else if (st >= 400) {
-        self.fire("error", { status: st, body: text }); // refused: resending would not help
-        self.out = [];
-        return;
+        self.flush();
+      } else if (st === 401 || st === 403) {
+        self.stop(); // the token is refused: a new session
+        self.backoff(function () { self.negotiate(); });
+      } else if (st === 400 || st === 413) {
+        // The server refused a message (too large, malformed): it accepted
+        // those before it, and says how far; drop the refused one and number
+        // the rest after them.
+        try { e = parseJSON(text); } catch (x) { e = {}; }
+        n = e.ack || 0;
+        while (self.out.length && self.out[0].s <= n) { self.out.shift(); }
+        f = self.out.shift();
+        for (i = 0; i < self.out.length; i++) { self.out[i].s = n + 1 + i; }
+        self.seq = n + self.out.length;
+        self.wsSent = 0;
+        self.fire("error", { status: st, message: f && f.d, body: text });
+        self.flush();
       } else {
-        env.setTimeout(function () { self.flush(); }, 1000);
-        return;
+        // 0, 5xx, 408, 429, IE's 12xxx: the network or the server is in
+        // trouble; keep everything and try again later.
+        self.sendTries = (self.sendTries || 0) + 1;
+        env.clearTimeout(self.postTimer);
+        self.postTimer = env.setTimeout(function () { self.flush(); }, Math.min(10000, 500 * Math.pow(2, self.sendTries)));
       }
-      self.flush();
     }, 30000);
   };
 
-  // drop ends the current connection. now: reconnect at once (an end frame);
-  // fresh: start a new session (the old one cannot be resumed).
-  P.drop = function (now_, fresh) {
-    var c = this.conn, self = this, opened = this.opened, name = this.list && this.list[this.ti], delay;
-    this.conn = null;
-    this.opened = false;
-    if (c) { c.close(); }
-    if (this.readyState > 1) { return; }
-    if (fresh) { this.negotiate(); return; }
-    if (!opened && !now_) {
-      // It never opened: it is dead here; try the next transport at once.
-      this.markDead(name, true);
+  // lost: connection gen failed. timeout: it failed by timing out, not
+  // by an error that could as well be a network down.
+  P.lost = function (gen, timeout) {
+    if (gen !== this.gen || this.readyState > 1) { return; }
+    var opened = this.opened, name = this.list[this.ti], self = this;
+    this.stop();
+    if (!opened) {
+      if (timeout) { this.round.push(name); }
       if (this.ti + 1 < this.list.length) { this.ti++; this.connect(); return; }
-      this.list = this.candidates();
-      this.ti = 0;
+    } else if (now() - this.upSince > 10000) {
+      this.tries = 0; // it had been up a while: not a flapping connection
     }
-    if (now_) { this.connect(); return; }
+    this.backoff(function () { self.start(); });
+  };
+
+  // backoff runs fn after a growing, jittered delay, or gives up.
+  P.backoff = function (fn) {
+    var self = this, delay;
     if (++this.tries > this.o.maxRetries) { this.finish(1006, "could not reconnect", false); return; }
     delay = Math.random() * Math.min(this.o.reconnectDelayMax, this.o.reconnectDelay * Math.pow(2, this.tries - 1));
-    this.fire("reconnecting", { delay: delay, attempt: this.tries });
-    this.timer = env.setTimeout(function () { self.timer = null; if (self.readyState < 2) { self.connect(); } }, delay);
-  };
-
-  // retry negotiates again after a backoff delay.
-  P.retry = function () {
-    var self = this;
-    if (++this.tries > this.o.maxRetries) { this.finish(1006, "could not connect", false); return; }
-    var delay = Math.random() * Math.min(this.o.reconnectDelayMax, this.o.reconnectDelay * Math.pow(2, this.tries - 1));
     if (this.readyState === 1) { this.fire("reconnecting", { delay: delay, attempt: this.tries }); }
-    this.timer = env.setTimeout(function () { self.timer = null; self.negotiate(); }, delay);
+    env.clearTimeout(this.timer);
+    this.retryFn = fn;
+    this.timer = env.setTimeout(function () { self.timer = null; if (self.readyState < 2) { fn(); } }, delay);
   };
 
+  // close ends the session: what is queued is sent, then the close frame
+  // (readyState CLOSING meanwhile, at most 5 s), then close fires.
   P.close = function (code, reason) {
     if (this.readyState > 1) { return; }
     code = code || 1000;
-    reason = reason || "";
-    var f = "c" + code + ":" + reason;
-    if (this.conn && this.conn.ws && this.opened) { this.conn.ws.send(f); } else if (this.sid) {
-      this.posting = false;
-      this.post(false, batchFrame(f));
-    }
-    this.finish(code, reason, true);
+    if (code !== 1000 && (code < 3000 || code > 4999 || code === 4010 || code === 4011)) { throw new Error("close code must be 1000 or 3000-4999"); }
+    var self = this;
+    this.closeCode = code;
+    this.closeReason = reason = reason || "";
+    if (!this.sid || !this.opened && !this.out.length) { this.finish(code, reason, true); return; }
+    this.readyState = 2;
+    this.closeFrame = "c" + code + ":" + reason;
+    this.closeTimer = env.setTimeout(function () { self.finish(code, reason, true); }, 5000);
+    if (this.opened) { this.flush(); } else { this.post(); }
   };
 
   P.finish = function (code, reason, clean) {
     if (this.readyState === 3) { return; }
     this.readyState = 3;
-    env.clearTimeout(this.timer);
-    env.clearTimeout(this.ackTimer);
+    this.stop();
+    env.clearTimeout(this.postTimer);
+    env.clearTimeout(this.closeTimer);
     if (this.abort) { this.abort(); }
-    if (this.conn) { this.conn.close(); this.conn = null; }
     if (!clean) { this.fire("error"); }
     this.fire("close", { code: code, reason: reason, wasClean: clean });
   };
@@ -371,134 +463,128 @@ var CometKit = (function (env) {
     function on(type, fn) {
       if (env.addEventListener) { env.addEventListener(type, fn, false); } else if (env.attachEvent) { env.attachEvent("on" + type, fn); }
     }
-    on("pagehide", function () { if (self.conn) { self.frozen = true; var c = self.conn; self.conn = null; c.close(); } });
-    on("pageshow", function () { if (self.frozen && self.readyState < 2) { self.frozen = false; self.connect(); } });
-    on("online", function () {
-      if (self.timer && self.readyState === 1) { env.clearTimeout(self.timer); self.timer = null; self.connect(); }
+    on("pagehide", function () { if (self.conn && self.readyState === 1) { self.frozen = true; self.stop(); } });
+    on("pageshow", function () { if (self.frozen && self.readyState === 1) { self.frozen = false; self.start(); } });
+    on("online", function () { // waiting to retry: retry now
+      if (self.timer && self.readyState < 2) { env.clearTimeout(self.timer); self.timer = null; self.retryFn(); }
     });
   };
 
-  // Transports: each opens in its constructor, hands frames to k.frames,
-  // calls proven() on its first frame, calls k.drop() when it fails, and
-  // has close() (quiet: no callbacks after it).
+  // Transports: each opens in its constructor (k is the client, gen its
+  // connection generation), hands what it receives to k.recv(gen, frames),
+  // calls k.lost(gen, timeout) when it fails, and has close(), after which
+  // it calls nothing. The first traffic proves a connection.
   var T = {};
 
-  // watchdog drops a connection that delivers nothing for ms; every frame
-  // (k.alive) pushes it on.
-  function watchdog(t, k, ms) {
+  // deadline: the connection must deliver within ms of opening, and then
+  // something at least every two heartbeats (the server sends one every
+  // heartbeat), or it is lost.
+  function deadline(t, k, gen, ms) {
     function check() {
       if (t.closed) { return; }
-      var idle = now() - (k.alive || 0);
-      if (!t.opened || idle >= ms) { t.fail(); } else { t.timer = env.setTimeout(check, ms - idle); }
+      if (!k.opened) { k.lost(gen, true); return; } // nothing at all: a proxy in the way
+      var idle = now() - k.alive, max = k.hb * 2 + 5000;
+      if (idle >= max) { k.lost(gen, false); } else { t.timer = env.setTimeout(check, max - idle); }
     }
     t.timer = env.setTimeout(check, ms);
   }
-  function base(t, k) {
-    t.fail = function () { if (!t.closed) { t.close(); k.drop(); } };
-    t.proven = function () { if (!t.opened) { t.opened = true; t.onproven(); } };
-  }
 
-  T.websocket = function (k, proven) {
+  T.websocket = function (k, gen) {
     var t = this, ws;
-    base(t, k);
-    t.onproven = proven;
-    try { ws = t.ws = new env.WebSocket(k.sessionURL("websocket", true) + "&ack=" + k.rcv); } catch (e) {
-      env.setTimeout(function () { t.fail(); }, 0);
-      return;
-    }
-    ws.onmessage = function (e) { if (!t.closed) { k.frames([e.data]); } };
-    ws.onclose = ws.onerror = function () { t.fail(); };
-    // Open means nothing until the first frame (a proxy may open and pass nothing).
-    t.timer = env.setTimeout(function () {
-      if (t.opened) { watchdog(t, k, k.hb * 2 + 5000); } else { t.fail(); }
-    }, k.o.connectTimeout);
-    // The drafts have no ping: say something every heartbeat so the server
-    // knows we live.
-    t.beat = function () { t.hbTimer = env.setTimeout(function () { if (t.opened && !t.closed) { ws.send("h"); } t.beat(); }, k.hb); };
-    t.beat();
     t.close = function () {
       t.closed = true;
       env.clearTimeout(t.timer);
-      env.clearTimeout(t.hbTimer);
-      ws.onmessage = ws.onclose = ws.onerror = null;
-      try { ws.close(); } catch (e) {}
+      env.clearTimeout(t.beat);
+      if (ws) { ws.onmessage = ws.onclose = ws.onerror = null; try { ws.close(); } catch (e) {} }
     };
+    ws = t.ws = new env.WebSocket(k.sessionURL("websocket", true) + "&ack=" + k.rcv);
+    ws.onmessage = function (e) { k.recv(gen, [e.data]); };
+    ws.onclose = ws.onerror = function () { k.lost(gen, false); };
+    // Open means nothing until the first frame: a proxy may open the socket
+    // and pass nothing.
+    deadline(t, k, gen, k.o.connectTimeout);
+    // The drafts have no ping: say something every heartbeat so that the
+    // server knows we live.
+    function beat() { t.beat = env.setTimeout(function () { if (k.opened) { ws.send("h"); } beat(); }, k.hb); }
+    beat();
   };
 
-  T.eventstream = function (k, proven) {
+  T.eventstream = function (k, gen) {
     var t = this, url = k.sessionURL("eventstream") + "&ack=" + k.rcv, es, x, pos = 0;
-    base(t, k);
-    t.onproven = proven;
-    function data(d) { if (!t.closed) { k.frames([unjson(d)]); } }
-    function parse(text) { // XHR and XDR streaming: read whole events from the text so far
-      var end, block, lines, i;
-      while ((end = text.indexOf("\n\n", pos)) >= 0) {
-        block = text.substring(pos, end);
-        pos = end + 2;
-        lines = block.split("\n");
-        for (i = 0; i < lines.length; i++) { if (lines[i].substring(0, 6) === "data: ") { data(lines[i].substring(6)); } }
-      }
-    }
-    if (env.EventSource) {
-      es = new env.EventSource(url);
-      es.onmessage = function (e) { data(e.data); };
-      es.onerror = function () { t.fail(); }; // we reconnect ourselves, resuming where we are
-    } else {
-      // XHR streaming (XHR2), or IE8/9's XDomainRequest: read the text as it
-      // grows. pad=1: they hold back the first 2 KB.
-      x = k.mode === "xdr" ? new env.XDomainRequest() : new env.XMLHttpRequest();
-      x.onprogress = function () { parse(x.responseText); };
-      x.onload = x.onerror = function () { t.fail(); };
-      x.onreadystatechange = function () {
-        if (x.readyState === 3) { parse(x.responseText); } else if (x.readyState === 4) { t.fail(); }
-      };
-      x.open("GET", url + "&pad=1&_=" + now(), true);
-      x.send(null);
-    }
-    t.timer = env.setTimeout(function () {
-      if (t.opened) { watchdog(t, k, k.hb * 2 + 5000); } else { t.fail(); }
-    }, k.o.firstEventTimeout);
     t.close = function () {
       t.closed = true;
       env.clearTimeout(t.timer);
       if (es) { es.onmessage = es.onerror = null; es.close(); }
-      if (x) { x.onprogress = x.onload = x.onerror = x.onreadystatechange = null; try { x.abort(); } catch (e) {} }
+      if (x) { try { x.onprogress = x.onload = x.onerror = noop; } catch (e) {} try { x.onreadystatechange = noop; } catch (e) {} try { x.abort(); } catch (e) {} }
     };
+    function parse(text) { // XHR and XDR streaming: whole events from the text so far
+      var end, lines, i, got = [];
+      while ((end = text.indexOf("\n\n", pos)) >= 0) {
+        lines = text.substring(pos, end).split("\n");
+        pos = end + 2;
+        for (i = 0; i < lines.length; i++) { if (lines[i].substring(0, 6) === "data: ") { got.push(unjson(lines[i].substring(6))); } }
+      }
+      if (got.length) { k.recv(gen, got); }
+    }
+    function ended() { if (!t.closed) { parse(x.responseText || ""); k.lost(gen, false); } }
+    deadline(t, k, gen, k.o.firstEventTimeout); // a buffering proxy passes the headers, holds the body
+    if (env.EventSource) {
+      es = new env.EventSource(url);
+      es.onmessage = function (e) { k.recv(gen, [unjson(e.data)]); };
+      es.onerror = function () { k.lost(gen, false); }; // we reconnect ourselves, resuming where we are
+      return;
+    }
+    // XHR streaming (XHR2), or IE8/9's XDomainRequest: read the text as it
+    // grows. pad=1: they hold back the first 2 KB.
+    x = k.mode === "xdr" ? new env.XDomainRequest() : new env.XMLHttpRequest();
+    x.onprogress = function () { parse(x.responseText); };
+    x.onload = x.onerror = ended;
+    x.onreadystatechange = function () {
+      if (x.readyState === 3) { parse(x.responseText); } else if (x.readyState === 4) { ended(); }
+    };
+    x.open("GET", url + "&pad=1&_=" + now(), true);
+    x.send(null);
   };
 
-  T.longpoll = function (k, proven) {
+  T.longpoll = function (k, gen) {
     var t = this, abort;
-    base(t, k);
-    t.onproven = proven;
     t.lp = true; // each poll acknowledges: no acks by send
+    t.close = function () { t.closed = true; if (abort) { abort(); } };
     function poll() {
-      if (t.closed) { return; }
       var acking = k.rcv;
       abort = request(k.mode, "GET", k.sessionURL("poll") + "&ack=" + acking, null, function (st, text) {
         if (t.closed) { return; }
         var frames;
         if (st === -1 && k.mode !== "jsonp") { k.mode = "jsonp"; poll(); return; }
         try { frames = st === 200 ? parseBatch(text) : null; } catch (e) { frames = null; }
-        if (!frames) { t.fail(); return; }
+        if (!frames) { k.lost(gen, false); return; }
         if (acking > k.ackd) { k.ackd = acking; } // the poll URL acknowledged it
-        t.proven();
-        k.frames(frames);
+        k.recv(gen, frames);
         if (!t.closed) { poll(); }
       }, k.hb + 10000); // a poll held past the heartbeat was cut by something on the way
+    }
+    // A fresh poll is held until the server has news, so prove the way
+    // first with a send of our ack, which is answered at once; then poll.
+    function probe() {
+      var jsonp = k.mode === "jsonp";
+      abort = request(k.mode, jsonp ? "GET" : "POST", k.sessionURL("send"), batchFrame("a" + k.rcv), function (st, text) {
+        if (t.closed) { return; }
+        var frames;
+        if (st === -1 && !jsonp) { k.mode = "jsonp"; probe(); return; }
+        try { frames = st === 200 ? parseBatch(text) : null; } catch (e) { frames = null; }
+        if (!frames) { k.lost(gen, false); return; }
+        k.recv(gen, frames);
+        if (!t.closed) { poll(); }
+      }, 15000);
     }
     // Start after the page's load event where we can: a request begun
     // before it shows a loading spinner in old browsers.
     var doc = env.document;
     if (doc && doc.readyState && doc.readyState !== "complete" && env.attachEvent) {
-      env.attachEvent("onload", poll);
+      env.attachEvent("onload", function () { if (!t.closed) { probe(); } });
     } else {
-      poll();
+      probe();
     }
-    // A fresh poll is held until there is something to say, and a poll's
-    // answer is a whole response no proxy holds back; negotiation has just
-    // shown plain HTTP works: count long-polling as open now.
-    env.setTimeout(function () { if (!t.closed) { t.proven(); } }, 0);
-    t.close = function () { t.closed = true; if (abort) { abort(); } };
   };
 
   return CometKit;
