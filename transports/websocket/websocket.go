@@ -346,6 +346,12 @@ func (l *link) pumpOnce() bool {
 			buf = l.frame(buf, wire.Frame{Kind: wire.KindHeartbeat})
 		}
 	}
+	if l.raw != nil && len(b.Messages) > 0 {
+		// A raw peer never acknowledges, and nothing resumes a raw
+		// connection (a failed write ends its session): what is handed to
+		// the write is done with.
+		_ = l.ep.Ack(context.Background(), l.cursor)
+	}
 	if b.Close != nil {
 		l.finish(buf, b.Close, true)
 		return false
@@ -360,10 +366,6 @@ func (l *link) pumpOnce() bool {
 	}
 	if b.Heartbeat {
 		_ = l.conn.Ping()
-	}
-	if l.raw != nil && len(b.Messages) > 0 {
-		// A raw peer never acknowledges: what is written is done with.
-		_ = l.ep.Ack(context.Background(), l.cursor)
 	}
 	return len(b.Messages) > 0
 }
