@@ -19,6 +19,8 @@ export interface CometKitOptions {
   remember?: boolean;
   /** Send acknowledgements after this many messages (default 32) or 1 s, whichever first. */
   ackEvery?: number;
+  /** ms on a worse transport before trying the better one again (default 60000). */
+  upgradeAfter?: number;
 }
 
 export interface CometKitCloseEvent {
@@ -35,6 +37,9 @@ export interface CometKitMessageEvent {
 
 export interface CometKitEvent {
   type: string;
+  /** On "error" from a refused send: the HTTP status, and the refused message. */
+  status?: number;
+  message?: string;
   /** On "transport" events: the transport now in use. */
   transport?: TransportName;
   /** On "reconnecting": ms until the next attempt, and the attempt number. */
@@ -56,6 +61,11 @@ export default class CometKit {
   constructor(url: string, options?: CometKitOptions);
 
   readonly url: string;
+  /**
+   * CONNECTING until the first connection works; OPEN while the session lives,
+   * also while it reconnects (sends are queued meanwhile); CLOSING while close()
+   * sends what is queued and the close frame (5 s at most); CLOSED after.
+   */
   readonly readyState: 0 | 1 | 2 | 3;
   /** The transport in use now, or "" before the first one opens. */
   readonly transport: TransportName | "";
@@ -68,14 +78,23 @@ export default class CometKit {
   onreconnecting: ((ev: CometKitEvent) => void) | null;
   /** The same session was resumed: nothing was lost. */
   onresumed: ((ev: CometKitEvent) => void) | null;
-  /** The session could not be resumed; a new one started. The application must resynchronise. */
+  /**
+   * The session could not be resumed; a new one started. The application must
+   * resynchronise; messages the old session had not acknowledged are dropped.
+   */
   onreset: ((ev: CometKitEvent) => void) | null;
   /** ev.transport is the transport now in use. */
   ontransport: ((ev: CometKitEvent) => void) | null;
 
-  /** Queues a text message; it is delivered exactly once, across reconnects. */
+  /**
+   * Queues a text message; it is delivered exactly once, across reconnects.
+   * Throws when closing or closed, for a message over the server's maxMessage
+   * (UTF-8 bytes), and over JSONP for one too long for a URL (~1,700 characters
+   * once percent-encoded). A message the server refuses fires "error" with
+   * ev.message and is dropped; later messages still go.
+   */
   send(data: string): void;
-  /** Closes the session (code 1000 by default). */
+  /** Closes the session after sending what is queued. code: 1000 (default) or 3000-4999. */
   close(code?: number, reason?: string): void;
 
   addEventListener(type: string, listener: (ev: any) => void): void;
