@@ -75,6 +75,12 @@ type Options struct {
 	// WebSocket tunes the WebSocket transport (its MaxMessageBytes defaults
 	// to the session's, its Logger to the server's).
 	WebSocket websocket.Options
+	// Broker carries topic messages between nodes and keeps their history
+	// (default: a MemoryBroker, for one process).
+	Broker Broker
+	// OnPresence, if set, is told when a session joins or leaves a topic on
+	// this node. It must not block.
+	OnPresence func(PresenceEvent)
 }
 
 // Server is the http.Handler. Create it with New.
@@ -90,6 +96,7 @@ type Server struct {
 	longpoll *longpoll.Transport
 	events   *eventstream.Transport
 	ws       *websocket.Transport
+	hub      *Hub
 
 	mu       sync.RWMutex
 	sessions map[string]*session.Session
@@ -164,6 +171,11 @@ func New(h Handler, opts Options) (*Server, error) {
 		wso.Logger = log
 	}
 	s.ws = websocket.New(wso)
+	broker := opts.Broker
+	if broker == nil {
+		broker = &MemoryBroker{}
+	}
+	s.hub = newHub(broker, opts.OnPresence)
 	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed}
 	return s, nil
 }
@@ -473,6 +485,7 @@ func (s *Server) sessionOpened(sess *session.Session) {
 }
 
 func (s *Server) sessionClosed(sess *session.Session) {
+	s.hub.drop(sess)
 	s.mu.Lock()
 	if s.sessions[sess.ID()] == sess {
 		delete(s.sessions, sess.ID())
@@ -492,6 +505,9 @@ func (s *Server) signalChange(*session.Session) {
 	s.changed = make(chan struct{})
 	s.mu.Unlock()
 }
+
+// Hub is where sessions subscribe to topics and messages are published to them.
+func (s *Server) Hub() *Hub { return s.hub }
 
 // Session returns the live session with this ID, or nil.
 func (s *Server) Session(id string) *session.Session {

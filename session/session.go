@@ -306,11 +306,8 @@ func (s *Session) Err() error {
 // when the client has it. When the replay queue is full, Config.Overflow
 // decides: close the session, or wait for room until ctx ends.
 func (s *Session) Send(ctx context.Context, data string) error {
-	if len(data) > s.cfg.MaxMessageBytes {
-		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.cfg.MaxMessageBytes)
-	}
-	if !utf8.ValidString(data) {
-		return ErrInvalidUTF8
+	if err := s.checkOutbound(data); err != nil {
+		return err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
@@ -354,6 +351,47 @@ func (s *Session) Send(ctx context.Context, data string) error {
 		case <-s.ctx.Done():
 		}
 	}
+}
+
+// Offer queues a message without ever waiting, for fan-out: a client whose
+// replay queue is full is a slow consumer, and the session is closed with
+// CodeSlowConsumer (its client resumes nothing and resets), so that one slow
+// client never stalls a broadcast to the others nor grows memory. data is
+// kept as it is, so a broadcast's text is shared by every session, not copied.
+func (s *Session) Offer(data string) error {
+	if err := s.checkOutbound(data); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.state >= Closing {
+		err := s.closeErr
+		s.mu.Unlock()
+		return err
+	}
+	_, err := s.log.Append(context.Background(), data)
+	if errors.Is(err, ErrQueueFull) {
+		s.closeLocked(&CloseError{Code: CodeSlowConsumer, Reason: "too far behind"})
+	}
+	t := s.transport
+	s.mu.Unlock()
+	if t != nil {
+		t.Wake()
+	}
+	if err != nil {
+		return fmt.Errorf("session %s: offer: %w", s.id, err)
+	}
+	return nil
+}
+
+// checkOutbound refuses what no transport can carry.
+func (s *Session) checkOutbound(data string) error {
+	if len(data) > s.cfg.MaxMessageBytes {
+		return fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(data), s.cfg.MaxMessageBytes)
+	}
+	if !utf8.ValidString(data) {
+		return ErrInvalidUTF8
+	}
+	return nil
 }
 
 // Recv returns the next message from the client, waiting until one arrives,

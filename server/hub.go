@@ -1,0 +1,276 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/cometkit/cometkit/session"
+)
+
+// Hub keeps topics: which sessions of this node listen to what, and fans
+// every message published to a topic, on any node, out to them. A published
+// message is one string shared by every session's queue, not a copy per
+// session; each session frames it for its own transport. A session that
+// falls behind is closed with CodeSlowConsumer (its client resets): one slow
+// client never stalls a broadcast nor grows memory without bound.
+type Hub struct {
+	broker     Broker
+	onPresence func(PresenceEvent)
+
+	mu     sync.Mutex
+	topics map[string]*hubTopic
+	joined map[*session.Session]map[string]bool
+}
+
+type hubTopic struct {
+	members map[*session.Session]*member
+	cancel  func()
+}
+
+// member is one session's place in a topic: the last offset it was given,
+// and while it catches up from history, the live entries held back.
+type member struct {
+	last     uint64
+	catching bool
+	held     []Entry
+}
+
+// PresenceEvent says a session joined or left a topic on this node.
+type PresenceEvent struct {
+	Topic   string
+	Session *session.Session
+	Joined  bool
+}
+
+// Errors of the hub.
+var (
+	// ErrBadTopic: a topic name must be 1–200 bytes of UTF-8.
+	ErrBadTopic = errors.New("hub: topic name must be 1-200 bytes of UTF-8")
+)
+
+func newHub(b Broker, onPresence func(PresenceEvent)) *Hub {
+	return &Hub{broker: b, onPresence: onPresence, topics: map[string]*hubTopic{}, joined: map[*session.Session]map[string]bool{}}
+}
+
+func checkTopic(t string) error {
+	if t == "" || len(t) > 200 || !utf8.ValidString(t) {
+		return fmt.Errorf("%w: %q", ErrBadTopic, t)
+	}
+	return nil
+}
+
+// Subscribe adds s to topic: from now on it receives what is published there.
+func (h *Hub) Subscribe(ctx context.Context, s *session.Session, topic string) error {
+	_, err := h.join(ctx, s, topic, false)
+	return err
+}
+
+// SubscribeFrom adds s to topic and first gives it, in order, the topic's
+// messages after offset (the last one its client had, say before it moved to
+// this node), then the live ones, none twice. If the history no longer
+// reaches back that far, it fails with ErrHistoryGone (and s is subscribed
+// from now): the client must resynchronise.
+func (h *Hub) SubscribeFrom(ctx context.Context, s *session.Session, topic string, offset uint64) error {
+	m, err := h.join(ctx, s, topic, true)
+	if err != nil {
+		return err
+	}
+	hist, herr := h.broker.History(ctx, topic, offset, 0)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	m.last = offset
+	if herr == nil {
+		for _, e := range hist {
+			h.give(topic, s, m, e)
+		}
+	}
+	for _, e := range m.held {
+		h.give(topic, s, m, e)
+	}
+	m.held, m.catching = nil, false
+	if herr != nil {
+		return fmt.Errorf("hub: catching up %q: %w", topic, herr)
+	}
+	return nil
+}
+
+func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catching bool) (*member, error) {
+	if err := checkTopic(topic); err != nil {
+		return nil, err
+	}
+	if st := s.State(); st >= session.Closing {
+		return nil, s.Err()
+	}
+	h.mu.Lock()
+	t := h.topics[topic]
+	if t == nil {
+		t = &hubTopic{members: map[*session.Session]*member{}}
+		h.topics[topic] = t
+		// The broker's deliver is called with the broker's lock held; it
+		// takes ours. So never call the broker with ours held.
+		h.mu.Unlock()
+		cancel, err := h.broker.Subscribe(ctx, topic, func(e Entry) { h.deliver(e) })
+		h.mu.Lock()
+		if err != nil {
+			if h.topics[topic] == t && len(t.members) == 0 {
+				delete(h.topics, topic)
+			}
+			h.mu.Unlock()
+			return nil, fmt.Errorf("hub: subscribing to %q: %w", topic, err)
+		}
+		switch cur := h.topics[topic]; {
+		case cur == t || cur == nil: // ours, or emptied and dropped meanwhile
+			h.topics[topic] = t
+			t.cancel = cancel
+		default: // another joiner made the topic meanwhile: use theirs
+			go cancel()
+			t = cur
+		}
+	}
+	m := t.members[s]
+	isNew := m == nil
+	if isNew {
+		m = &member{}
+		t.members[s] = m
+		if h.joined[s] == nil {
+			h.joined[s] = map[string]bool{}
+		}
+		h.joined[s][topic] = true
+	}
+	m.catching = catching
+	h.mu.Unlock()
+	if isNew && h.onPresence != nil {
+		h.onPresence(PresenceEvent{Topic: topic, Session: s, Joined: true})
+	}
+	return m, nil
+}
+
+// deliver fans an entry out to this node's members of its topic.
+func (h *Hub) deliver(e Entry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[e.Topic]
+	if t == nil {
+		return
+	}
+	for s, m := range t.members {
+		if m.catching {
+			m.held = append(m.held, e)
+			continue
+		}
+		h.give(e.Topic, s, m, e)
+	}
+}
+
+// give hands one entry to one member, once; h.mu is held.
+func (h *Hub) give(topic string, s *session.Session, m *member, e Entry) {
+	if e.Offset <= m.last {
+		return
+	}
+	m.last = e.Offset
+	if err := s.Offer(e.Payload); err != nil {
+		// Closed, or closed just now as a slow consumer: it leaves.
+		h.leaveLocked(s, topic)
+	}
+}
+
+// Unsubscribe removes s from topic.
+func (h *Hub) Unsubscribe(s *session.Session, topic string) {
+	h.mu.Lock()
+	left := h.leaveLocked(s, topic)
+	h.mu.Unlock()
+	if left && h.onPresence != nil {
+		h.onPresence(PresenceEvent{Topic: topic, Session: s, Joined: false})
+	}
+}
+
+// leaveLocked removes s from topic; a topic with no member here stops its
+// broker subscription.
+func (h *Hub) leaveLocked(s *session.Session, topic string) bool {
+	t := h.topics[topic]
+	if t == nil || t.members[s] == nil {
+		return false
+	}
+	delete(t.members, s)
+	delete(h.joined[s], topic)
+	if len(h.joined[s]) == 0 {
+		delete(h.joined, s)
+	}
+	if len(t.members) == 0 {
+		delete(h.topics, topic)
+		if t.cancel != nil {
+			// The broker's lock may be held by our caller (deliver): cancel
+			// from a goroutine of its own.
+			go t.cancel()
+		}
+	}
+	return true
+}
+
+// drop removes a closing session from every topic.
+func (h *Hub) drop(s *session.Session) {
+	h.mu.Lock()
+	var topics []string
+	for topic := range h.joined[s] {
+		topics = append(topics, topic)
+	}
+	for _, topic := range topics {
+		h.leaveLocked(s, topic)
+	}
+	h.mu.Unlock()
+	if h.onPresence != nil {
+		for _, topic := range topics {
+			h.onPresence(PresenceEvent{Topic: topic, Session: s, Joined: false})
+		}
+	}
+}
+
+// Publish sends payload to everyone subscribed to topic, on every node, and
+// returns its offset in the topic's history.
+func (h *Hub) Publish(ctx context.Context, topic, payload string) (uint64, error) {
+	if err := checkTopic(topic); err != nil {
+		return 0, err
+	}
+	if !utf8.ValidString(payload) {
+		return 0, session.ErrInvalidUTF8
+	}
+	off, err := h.broker.Publish(ctx, topic, payload)
+	if err != nil {
+		return 0, fmt.Errorf("hub: publishing to %q: %w", topic, err)
+	}
+	return off, nil
+}
+
+// Members lists this node's sessions subscribed to topic (presence), by ID.
+func (h *Hub) Members(topic string) []*session.Session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	t := h.topics[topic]
+	if t == nil {
+		return nil
+	}
+	out := make([]*session.Session, 0, len(t.members))
+	for s := range t.members {
+		if s.State() < session.Closing { // one closing leaves at its next delivery or when freed
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	return out
+}
+
+// Topics lists the topics s is subscribed to.
+func (h *Hub) Topics(s *session.Session) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.joined[s]))
+	for topic := range h.joined[s] {
+		out = append(out, topic)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,255 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cometkit/cometkit/internal/testclient"
+	"github.com/cometkit/cometkit/session"
+)
+
+// hubFixture opens n sessions (negotiated and opened by a first send), each
+// with its client.
+func hubFixture(t *testing.T, n int, opts Options) (*testServer, []*testclient.Client, []*session.Session) {
+	t.Helper()
+	rc := newRecorder()
+	ts := newTestServer(t, rc, opts)
+	var clients []*testclient.Client
+	var sessions []*session.Session
+	for i := 0; i < n; i++ {
+		c := ts.negotiate(t)
+		if _, err := c.Send(testCtx(t), "hello"); err != nil { // a send opens the session
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+		sessions = append(sessions, rc.session(t))
+	}
+	return ts, clients, sessions
+}
+
+func TestHubFanOutInOrderOnce(t *testing.T) {
+	ts, clients, sessions := hubFixture(t, 3, Options{})
+	hub := ts.Hub()
+	for _, s := range sessions[:2] {
+		if err := hub.Subscribe(testCtx(t), s, "room"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub.Subscribe(testCtx(t), sessions[0], "room") // twice is once
+	for i := 0; i < 20; i++ {
+		if _, err := hub.Publish(testCtx(t), "room", fmt.Sprint("news ", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range clients[:2] {
+		got := pollFor(t, c, 20)
+		for j, m := range got {
+			if m != fmt.Sprint("news ", j) {
+				t.Fatalf("client %d message %d = %q", i, j, m)
+			}
+		}
+		if len(got) != 20 {
+			t.Fatalf("client %d got %d", i, len(got))
+		}
+	}
+	if n, _ := sessions[2].Queued(); n != 0 {
+		t.Fatalf("a session not subscribed got %d messages", n)
+	}
+	if got := hub.Topics(sessions[0]); len(got) != 1 || got[0] != "room" {
+		t.Fatalf("Topics = %v", got)
+	}
+}
+
+// A broadcast's text is one string in every session's queue: encoded once,
+// shared, not copied per session.
+func TestHubSharesOnePayload(t *testing.T) {
+	ts, _, sessions := hubFixture(t, 3, Options{})
+	for _, s := range sessions {
+		ts.Hub().Subscribe(testCtx(t), s, "t")
+	}
+	ts.Hub().Publish(testCtx(t), "t", strings.Repeat("shared ", 10))
+	var ptrs []*byte
+	for _, s := range sessions {
+		tr := &captureTransport{}
+		if err := s.Attach(tr); err != nil {
+			t.Fatal(err)
+		}
+		b, err := s.Pull(testCtx(t), tr, 0, 1<<20, nil)
+		if err != nil || len(b.Messages) != 1 {
+			t.Fatalf("pull: %+v %v", b, err)
+		}
+		ptrs = append(ptrs, unsafe.StringData(b.Messages[0].Data))
+		s.Detach(tr)
+	}
+	if ptrs[0] != ptrs[1] || ptrs[1] != ptrs[2] {
+		t.Fatalf("payload copied per session: %v", ptrs)
+	}
+}
+
+type captureTransport struct{}
+
+func (captureTransport) Name() string              { return "capture" }
+func (captureTransport) Wake()                     {}
+func (captureTransport) Kick(session.Code, string) {}
+
+// A session that cannot keep up is closed with 4009; the others get every
+// message and the publisher never waits.
+func TestHubSlowConsumerCutOff(t *testing.T) {
+	ts, clients, sessions := hubFixture(t, 2, Options{Session: session.Config{MaxQueueMessages: 5}})
+	hub := ts.Hub()
+	for _, s := range sessions {
+		hub.Subscribe(testCtx(t), s, "firehose")
+	}
+	// Client 0 keeps up (polls and acks as it goes); client 1 never polls.
+	var got []string
+	for i := 0; i < 12; i++ {
+		hub.Publish(testCtx(t), "firehose", fmt.Sprint(i))
+		got = append(got, pollFor(t, clients[0], 1)...)
+	}
+	if len(got) != 12 || got[11] != "11" {
+		t.Fatalf("the fast client got %q", got)
+	}
+	var ce *session.CloseError
+	if !errors.As(sessions[1].Err(), &ce) || ce.Code != session.CodeSlowConsumer {
+		t.Fatalf("slow session: %v", sessions[1].Err())
+	}
+	if m := hub.Members("firehose"); len(m) != 1 || m[0] != sessions[0] {
+		t.Fatalf("members after the cut: %d", len(m))
+	}
+	// Its client learns why: the messages that fitted, then the close.
+	var tail []string
+	var closed *int
+	for closed == nil {
+		res, err := clients[1].Poll(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tail = append(tail, res.Messages...)
+		if res.Close != nil {
+			closed = &res.Close.Code
+		}
+	}
+	if len(tail) != 5 || *closed != int(session.CodeSlowConsumer) {
+		t.Fatalf("slow client got %q then close %d", tail, *closed)
+	}
+}
+
+func TestHubUnsubscribePresenceAndClose(t *testing.T) {
+	var mu sync.Mutex
+	var events []string
+	ts, _, sessions := hubFixture(t, 2, Options{OnPresence: func(e PresenceEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, fmt.Sprintf("%s %v", e.Topic, e.Joined))
+	}})
+	hub := ts.Hub()
+	hub.Subscribe(testCtx(t), sessions[0], "a")
+	hub.Subscribe(testCtx(t), sessions[1], "a")
+	hub.Subscribe(testCtx(t), sessions[1], "b")
+	if n := len(hub.Members("a")); n != 2 {
+		t.Fatalf("members of a: %d", n)
+	}
+	hub.Unsubscribe(sessions[0], "a")
+	hub.Publish(testCtx(t), "a", "only for 1")
+	if n, _ := sessions[0].Queued(); n != 0 {
+		t.Fatal("an unsubscribed session got the message")
+	}
+	// A session that ends leaves every topic.
+	sessions[1].Terminate(session.CodeNormal, "done")
+	if len(hub.Members("a"))+len(hub.Members("b")) != 0 {
+		t.Fatal("a freed session is still a member")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := "a true,a true,b true,a false"
+	if got := strings.Join(events[:4], ","); got != want {
+		t.Fatalf("presence events %q, want %q then b/a false", got, want)
+	}
+	if len(events) != 6 {
+		t.Fatalf("events %v", events)
+	}
+	if err := hub.Subscribe(testCtx(t), sessions[1], "a"); err == nil {
+		t.Fatal("a closed session subscribed")
+	}
+	if err := hub.Subscribe(testCtx(t), sessions[0], ""); !errors.Is(err, ErrBadTopic) {
+		t.Fatalf("empty topic: %v", err)
+	}
+}
+
+// A session coming from elsewhere catches up from the last offset its
+// client had: the history after it, then live messages, none twice.
+func TestHubSubscribeFromOffset(t *testing.T) {
+	clock := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	broker := &MemoryBroker{MaxHistory: 4, Now: func() time.Time { return clock }}
+	ts, clients, sessions := hubFixture(t, 1, Options{Broker: broker})
+	hub := ts.Hub()
+	for i := 1; i <= 6; i++ {
+		off, err := hub.Publish(testCtx(t), "feed", fmt.Sprint("m", i))
+		if err != nil || off != uint64(i) {
+			t.Fatalf("publish %d: offset %d %v", i, off, err)
+		}
+	}
+	// History keeps the newest four (3–6); the client had up to 4.
+	if err := hub.SubscribeFrom(testCtx(t), sessions[0], "feed", 4); err != nil {
+		t.Fatal(err)
+	}
+	hub.Publish(testCtx(t), "feed", "m7")
+	if got := strings.Join(pollFor(t, clients[0], 3), ","); got != "m5,m6,m7" {
+		t.Fatalf("caught up with %q", got)
+	}
+	// Too far back: told plainly, and subscribed from now.
+	_, _, more := hubFixture(t, 1, Options{Broker: broker})
+	if err := hub.SubscribeFrom(testCtx(t), more[0], "feed", 1); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("from offset 1 with history from 4: %v", err)
+	}
+	// History also ends by age.
+	clock = clock.Add(10 * time.Minute)
+	if _, err := broker.History(testCtx(t), "feed", 6, 0); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("aged history: %v", err)
+	}
+}
+
+// Publishing while sessions subscribe and leave: every subscriber still
+// gets, in order, every message published after it joined.
+func TestHubConcurrentPublishAndSubscribe(t *testing.T) {
+	ts, _, sessions := hubFixture(t, 4, Options{Session: session.Config{MaxQueueMessages: 4096}})
+	hub := ts.Hub()
+	var wg sync.WaitGroup
+	for _, s := range sessions {
+		wg.Add(1)
+		go func(s *session.Session) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				hub.Subscribe(testCtx(t), s, "x")
+				if i%10 == 9 {
+					hub.Unsubscribe(s, "x")
+				}
+			}
+			hub.Subscribe(testCtx(t), s, "x")
+		}(s)
+	}
+	for i := 0; i < 500; i++ {
+		hub.Publish(testCtx(t), "x", fmt.Sprint(i))
+	}
+	wg.Wait()
+	for _, s := range sessions {
+		tr := &captureTransport{}
+		s.Attach(tr)
+		b, _ := s.Pull(testCtx(t), tr, 0, 1<<30, nil)
+		prev := -1
+		for _, m := range b.Messages {
+			var n int
+			fmt.Sscan(m.Data, &n)
+			if n <= prev {
+				t.Fatalf("out of order: %d after %d", n, prev)
+			}
+			prev = n
+		}
+		s.Detach(tr)
+	}
+}
