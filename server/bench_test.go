@@ -115,16 +115,19 @@ type memReport struct {
 // prints its address, reports its memory at /_mem, and exits when stdin closes.
 func runIdleServer() {
 	var live sync.Map // *session.Session → struct{}: for /_broadcast
+	var srv *Server
 	app := HandlerFunc(func(s *session.Session) {
 		live.Store(s, struct{}{})
 		defer live.Delete(s)
+		_ = srv.Hub().Subscribe(s.Context(), s, "all")
 		for {
 			if _, err := s.Recv(s.Context()); err != nil {
 				return
 			}
 		}
 	})
-	srv, err := New(app, Options{
+	var err error
+	srv, err = New(app, Options{
 		HashKey:     []byte("0123456789abcdef0123456789abcdef"),
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxSessions: 1 << 20,
@@ -164,6 +167,17 @@ func runIdleServer() {
 			return true
 		})
 		fmt.Fprintf(w, "%d %d\n", n, time.Since(start).Nanoseconds())
+	})
+	// /_publish does the same through the hub: one Publish to the topic
+	// every session joined.
+	mux.HandleFunc("/_publish", func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		msg := fmt.Sprintf("%020d", start.UnixNano()) + strings.Repeat(".", 44)
+		if _, err := srv.Hub().Publish(r.Context(), "all", msg); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintf(w, "%d %d\n", len(srv.Hub().Members("all")), time.Since(start).Nanoseconds())
 	})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -249,7 +263,14 @@ func dialBenchWS(ctx context.Context, c *testclient.Client) (net.Conn, io.Reader
 // benchmark) and has the server send one 64-byte message to every one of
 // them per op; clients time each delivery from the send time it carries.
 // Run: go test ./server -run '^$' -bench WebSocketBroadcast -benchtime 5x
-func BenchmarkWebSocketBroadcast(b *testing.B) {
+func BenchmarkWebSocketBroadcast(b *testing.B) { benchBroadcast(b, "/_broadcast") }
+
+// BenchmarkHubBroadcast is the same through the hub: one Publish to a topic
+// all 10,000 sessions joined, fanned out with one shared payload.
+// Run: go test ./server -run '^$' -bench HubBroadcast -benchtime 5x
+func BenchmarkHubBroadcast(b *testing.B) { benchBroadcast(b, "/_publish") }
+
+func benchBroadcast(b *testing.B, endpoint string) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	delivered := make(chan struct{}, 1<<16)
@@ -288,7 +309,7 @@ func BenchmarkWebSocketBroadcast(b *testing.B) {
 			lat = lat[:0]
 			mu.Unlock()
 			start := time.Now()
-			resp, err := hc.Get(base + "/_broadcast")
+			resp, err := hc.Get(base + endpoint)
 			if err != nil {
 				b.Fatal(err)
 			}

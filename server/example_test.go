@@ -115,3 +115,24 @@ func ExampleServer_Shutdown() {
 	fmt.Println(rt.Len(), "sessions left")
 	// Output: 0 sessions left
 }
+
+// Sessions join topics; a publish reaches every member on every node (with
+// a Broker that spans nodes), one shared payload, never waiting on a slow
+// member (it is cut off with 4009 instead).
+func ExampleHub() {
+	var rt *server.Server
+	rt, _ = server.New(server.HandlerFunc(func(s *session.Session) {
+		hub := rt.Hub()
+		_ = hub.Subscribe(s.Context(), s, "lobby")
+		for {
+			msg, err := s.Recv(s.Context())
+			if err != nil {
+				return // the hub forgets a session when it ends
+			}
+			_, _ = hub.Publish(s.Context(), "lobby", msg) // to everyone in the lobby
+		}
+	}), server.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	defer rt.Close()
+	fmt.Println(len(rt.Hub().Members("lobby")), "in the lobby")
+	// Output: 0 in the lobby
+}
