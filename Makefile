@@ -42,15 +42,16 @@ check:
 race:
 	$(GO) test -race -count=1 ./...
 
-# The Redis broker is a module of its own (go-redis needs a newer Go than the
-# core asks for); its tests use the real Redis on 127.0.0.1:6379, started
-# here if it is down.
+# The Redis broker and the chat example are modules of their own (go-redis
+# needs a newer Go than the core asks for; go.work joins them); their tests
+# use the real Redis on 127.0.0.1:6379, started here if it is down.
 redis:
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || { \
 	  echo "starting redis-server"; \
 	  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no; \
 	  for i in $$(seq 50); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.1; done; }
 	cd redisbroker && $(GO) vet ./... && $(GO) test -race -count=1 ./...
+	cd examples/chat && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
 # The browser client's tests: its core with a fake browser, and end to end in
 # real headless Chromium against a Go server (client-js/test/).
