@@ -244,6 +244,7 @@ func (b *Broker) loop(ch <-chan interface{}) {
 	for m := range ch {
 		switch m := m.(type) {
 		case *redis.Subscription:
+			b.opts.Logger.Debug("redisbroker: subscription", "kind", m.Kind, "channel", m.Channel)
 			if m.Kind == "subscribe" {
 				b.catchUp(m.Channel)
 			}
@@ -281,8 +282,24 @@ func (b *Broker) catchUp(ch string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	hist, err := b.History(ctx, name, after, 0)
+	if errors.Is(err, server.ErrHistoryGone) {
+		// What was published while we were cut off is no longer kept: tell
+		// the subscribers they have a hole, then go on from the newest.
+		b.opts.Logger.Warn("redisbroker: messages lost while the subscription was down",
+			"topic", name, "after", after, "err", err)
+		newest, nerr := b.newest(ctx, name)
+		if nerr == nil {
+			b.mu.Lock()
+			for _, deliver := range tp.subs {
+				deliver(server.Entry{Topic: name, Offset: newest, Gap: true})
+			}
+			tp.last = max(tp.last, newest)
+			b.mu.Unlock()
+		}
+		hist, err = nil, nerr
+	}
 	if err != nil {
-		b.opts.Logger.Warn("redisbroker: catching up after (re)subscribing; messages may be missing",
+		b.opts.Logger.Warn("redisbroker: catching up after (re)subscribing failed; messages may be missing",
 			"topic", name, "after", after, "err", err)
 	}
 	b.mu.Lock()

@@ -15,6 +15,10 @@ type Entry struct {
 	Topic   string
 	Offset  uint64
 	Payload string
+	// Gap, on an entry with no payload, says the broker lost messages of the
+	// topic before Offset that it could not recover (its connection was down
+	// longer than the history reaches): subscribers have a hole.
+	Gap bool
 }
 
 // Broker carries topic messages to every node of a deployment and keeps each

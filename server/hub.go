@@ -158,11 +158,17 @@ func (h *Hub) deliver(e Entry) {
 		return
 	}
 	for s, m := range t.members {
-		if m.catching {
+		switch {
+		case e.Gap:
+			// Messages this member should have had are lost: its client
+			// must resynchronise, and is told so (4005), never left short.
+			_ = s.Close(session.CodeResumeFailed, "messages of "+e.Topic+" were lost")
+			h.leaveLocked(s, e.Topic)
+		case m.catching:
 			m.held = append(m.held, e)
-			continue
+		default:
+			h.give(e.Topic, s, m, e)
 		}
-		h.give(e.Topic, s, m, e)
 	}
 }
 
