@@ -166,3 +166,17 @@ func do(t *testing.T, ts *testServer, method, url string, header http.Header, bo
 	}
 	return resp, string(b)
 }
+
+// pollAsync starts a poll in its own goroutine and hands back its result
+// (a failed poll fails the test).
+func pollAsync(t *testing.T, c *testclient.Client) <-chan *testclient.Result {
+	out := make(chan *testclient.Result, 1)
+	go func() {
+		res, err := c.Poll(testCtx(t))
+		if err != nil {
+			t.Error(err)
+		}
+		out <- res
+	}()
+	return out
+}

@@ -40,14 +40,7 @@ func TestClosedServerAnswersHeldPollWithClose(t *testing.T) {
 	rc := newRecorder()
 	ts := newTestServer(t, rc, Options{})
 	c := ts.negotiate(t)
-	done := make(chan *testclient.Result, 1)
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
+	done := pollAsync(t, c)
 	rc.session(t)
 	ts.Close()
 	if res := <-done; res.Close == nil || res.Close.Code != int(session.CodeGoingAway) || res.End != nil {
@@ -77,14 +70,7 @@ func TestShutdownKeepsAcceptedMessages(t *testing.T) {
 		t.Fatalf("send: %+v %v", res, err)
 	}
 	<-opened // a send opens the session, poll or no poll
-	polled := make(chan *testclient.Result, 1)
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		polled <- res
-	}()
+	polled := pollAsync(t, c)
 	shut := make(chan error, 1)
 	go func() { shut <- ts.Shutdown(testCtx(t)) }()
 	if res := <-polled; res.Close == nil || res.Close.Code != int(session.CodeGoingAway) {

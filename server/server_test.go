@@ -279,14 +279,7 @@ func TestHeartbeatAnswersHeldPoll(t *testing.T) {
 	rc := newRecorder()
 	ts := newTestServer(t, rc, Options{})
 	c := ts.negotiate(t)
-	done := make(chan *testclient.Result, 1)
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		done <- res
-	}()
+	done := pollAsync(t, c)
 	rc.session(t)
 	if !ts.clock.WaitPending(25*time.Second, 1, testCtx(t).Done()) {
 		t.Fatal("heartbeat timer never armed")
@@ -308,23 +301,9 @@ func TestSecondPollEndsFirst(t *testing.T) {
 	rc := newRecorder()
 	ts := newTestServer(t, rc, Options{})
 	c := ts.negotiate(t)
-	first := make(chan *testclient.Result, 1)
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		first <- res
-	}()
+	first := pollAsync(t, c)
 	s := rc.session(t)
-	second := make(chan *testclient.Result, 1)
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		second <- res
-	}()
+	second := pollAsync(t, c)
 	res := <-first
 	if res.End == nil || res.End.Code != int(session.CodeReplaced) || len(res.Messages) != 0 {
 		t.Fatalf("older poll answered %+v; want only an end frame 4010", res.Frames)
@@ -624,14 +603,7 @@ func TestShutdownTellsClientsToComeBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	polled := make(chan *testclient.Result, 1)
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		polled <- res
-	}()
+	polled := pollAsync(t, c)
 	s := rc.session(t)
 	if err := s.Send(testCtx(t), "before shutdown"); err != nil {
 		t.Fatal(err)
@@ -639,13 +611,7 @@ func TestShutdownTellsClientsToComeBack(t *testing.T) {
 	if res := <-polled; len(res.Messages) != 1 {
 		t.Fatalf("first poll: %+v", res.Frames)
 	}
-	go func() {
-		res, err := c.Poll(testCtx(t))
-		if err != nil {
-			t.Error(err)
-		}
-		polled <- res
-	}()
+	polled = pollAsync(t, c)
 	if err := srv.Shutdown(testCtx(t)); err != nil {
 		t.Fatalf("shutdown: %v", err)
 	}

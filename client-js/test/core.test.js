@@ -3,75 +3,7 @@
 "use strict";
 const test = require("node:test");
 const assert = require("node:assert");
-const CometKit = require("../dist/cometkit.js");
-
-// fakeBrowser installs fakes into CometKit.env and returns handles on them.
-function fakeBrowser(opts = {}) {
-  const env = CometKit.env;
-  for (const k of Object.keys(env)) delete env[k];
-  const b = { now: 1e12, timers: [], xhrs: [], sockets: [], streams: [], store: {} };
-  env.Date = function () { return { getTime: () => b.now }; };
-  env.JSON = JSON;
-  env.setTimeout = (fn, ms) => { const t = { fn, at: b.now + ms, id: b.timers.length + 1 }; b.timers.push(t); return t; };
-  env.clearTimeout = (t) => { if (t) t.cancelled = true; };
-  env.location = { protocol: "http:", host: "app.test" };
-  env.localStorage = {
-    getItem: (k) => (k in b.store ? b.store[k] : null),
-    setItem: (k, v) => { b.store[k] = String(v); },
-    removeItem: (k) => { delete b.store[k]; },
-  };
-  env.XMLHttpRequest = function () {
-    this.withCredentials = false;
-    this.onprogress = null;
-    this.readyState = 0;
-  };
-  env.XMLHttpRequest.prototype.open = function (method, url) { this.method = method; this.url = url; };
-  env.XMLHttpRequest.prototype.setRequestHeader = function () {};
-  env.XMLHttpRequest.prototype.send = function (body) { this.body = body; b.xhrs.push(this); };
-  env.XMLHttpRequest.prototype.abort = function () { this.aborted = true; };
-  env.XMLHttpRequest.prototype.respond = function (status, text) {
-    this.readyState = 4; this.status = status; this.responseText = text;
-    if (this.onreadystatechange) this.onreadystatechange();
-  };
-  if (!opts.noWebSocket) {
-    env.WebSocket = function (url) { this.url = url; this.sent = []; b.sockets.push(this); };
-    env.WebSocket.prototype.send = function (f) { this.sent.push(f); };
-    env.WebSocket.prototype.close = function () { this.closed = true; };
-  }
-  if (!opts.noEventSource) {
-    env.EventSource = function (url) { this.url = url; b.streams.push(this); };
-    env.EventSource.prototype.close = function () { this.closed = true; };
-  }
-  // tick runs timers due within ms, in order, moving the clock.
-  b.tick = (ms) => {
-    const end = b.now + ms;
-    for (;;) {
-      const due = b.timers.filter((t) => !t.cancelled && !t.ran && t.at <= end).sort((x, y) => x.at - y.at || x.id - y.id)[0];
-      if (!due) break;
-      b.now = due.at;
-      due.ran = true;
-      due.fn();
-    }
-    b.now = end;
-  };
-  b.pending = (pred) => b.xhrs.filter((x) => !x.readyState && !x.aborted && pred(x));
-  b.negotiate = (transports = ["websocket", "eventstream", "longpoll"], sid = "s1") => {
-    const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
-    assert.ok(x, "a negotiate request");
-    x.respond(200, JSON.stringify({ v: 1, sid, token: "tok", transports, heartbeat: 25000, disconnect: 30000 }));
-  };
-  b.lastSocket = () => b.sockets[b.sockets.length - 1];
-  b.lastStream = () => b.streams[b.streams.length - 1];
-  return b;
-}
-
-function record(c) {
-  const log = [];
-  for (const type of ["open", "message", "close", "error", "reconnecting", "resumed", "reset", "transport"]) {
-    c.addEventListener(type, (e) => log.push(type === "message" ? "message:" + e.data : type === "transport" ? "transport:" + e.transport : type === "close" ? `close:${e.code}:${e.wasClean}` : type));
-  }
-  return log;
-}
+const { CometKit, fakeBrowser, record } = require("./fakebrowser.js");
 
 test("opens over WebSocket once the first frame arrives, and delivers in order once", () => {
   const b = fakeBrowser();
