@@ -49,11 +49,11 @@ var CometKit = (function (env) {
   // calling done(status, text) once; it returns an abort function.
   function request(mode, method, url, body, done, timeout) {
     var finished = false, x, timer, script, name, reg, sep = url.indexOf("?") < 0 ? "?" : "&";
-    function end(status, text) {
+    function end(status, text, complete) {
       if (finished) { return; }
       finished = true;
       env.clearTimeout(timer);
-      abort();
+      if (!complete) { abort(); } // aborting a finished XHR would swallow its load events
       if (name) { reg[name] = function () {}; }
       if (script) {
         script.onload = script.onerror = script.onreadystatechange = null;
@@ -89,13 +89,13 @@ var CometKit = (function (env) {
     try {
       if (mode === "xdr") {
         x = new env.XDomainRequest();
-        x.onload = function () { end(200, x.responseText); };
+        x.onload = function () { end(200, x.responseText, true); };
         x.onerror = x.ontimeout = function () { end(0, ""); };
         x.onprogress = function () {};
       } else {
         x = env.XMLHttpRequest ? new env.XMLHttpRequest() : new env.ActiveXObject("Microsoft.XMLHTTP");
         x.onreadystatechange = function () {
-          if (x && x.readyState === 4) { var st = 0; try { st = x.status; } catch (e) {} end(st, st ? x.responseText : ""); }
+          if (x && x.readyState === 4) { var st = 0; try { st = x.status; } catch (e) {} end(st, st ? x.responseText : "", true); }
         };
       }
       x.open(method, url + sep + "_=" + now(), true);

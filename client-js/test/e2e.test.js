@@ -588,6 +588,76 @@ test("e. proxy swallows the upgrade and buffers the event stream: reaches longpo
 // ---------------------------------------------------------------------------
 // f. The server cuts every connection while a flood arrives.
 
+// countConnections wraps XMLHttpRequest, WebSocket and EventSource to keep
+// the peak number open at once (IE6/7 allow two connections per host).
+function countConnections() {
+  var open = 0, peak = 0;
+  window.__conns = { peak: function () { return peak; } };
+  function track() {
+    var done = false;
+    open++;
+    if (open > peak) {
+      peak = open;
+    }
+    return function () {
+      if (!done) {
+        done = true;
+        open--;
+      }
+    };
+  }
+  // A finished request must count as closed before the client's own
+  // handler starts the next one: listen from construction, ahead of it.
+  var X = window.XMLHttpRequest, send = X.prototype.send;
+  window.XMLHttpRequest = function () {
+    var x = new X();
+    x.addEventListener("readystatechange", function () { if (x.readyState === 4 && x.__fin) { x.__fin(); } });
+    x.addEventListener("loadend", function () { if (x.__fin) { x.__fin(); } });
+    return x;
+  };
+  window.XMLHttpRequest.prototype = X.prototype;
+  X.prototype.send = function () {
+    this.__fin = track();
+    return send.apply(this, arguments);
+  };
+  var WS = window.WebSocket;
+  window.WebSocket = function (u, p) {
+    var w = p ? new WS(u, p) : new WS(u), fin = track(), close = w.close;
+    w.addEventListener("close", fin);
+    w.close = function () { fin(); return close.apply(w, arguments); };
+    return w;
+  };
+  window.WebSocket.prototype = WS.prototype;
+  var ES = window.EventSource;
+  window.EventSource = function (u, o) {
+    var es = new ES(u, o), fin = track(), close = es.close;
+    es.close = function () { fin(); return close.apply(es, arguments); };
+    es.addEventListener("error", function () { if (es.readyState === 2) { fin(); } });
+    return es;
+  };
+}
+
+for (const name of TRANSPORTS) {
+  test("k. forced " + name + ": never more than two connections to the host at once", { timeout: 90000 }, async () => {
+    const e = await env();
+    await withPage(e, { init: [countConnections] }, async (page) => {
+      await openAndEcho(page, e.info.echo, { transports: [name] }, "ready");
+      await page.evaluate(() => {
+        window.__ck.send("flood 300");
+        for (var i = 0; i < 50; i++) {
+          window.__ck.send("burst " + i);
+        }
+      });
+      await page.waitForFunction(() => window.__st.msgs.length >= 351 || window.__ck.readyState === 3, null, { timeout: WAIT });
+      const peak = await page.evaluate(() => window.__conns.peak());
+      const st = await state(page);
+      assert.equal(st.transport, name);
+      assert.ok(peak <= 2, name + ": " + peak + " connections open at once");
+      console.log("# k. " + name + ": at most " + peak + " connections at once over " + st.msgs.length + " messages");
+    });
+  });
+}
+
 const FLOOD = 1000;
 const KILL_AT = [100, 400, 700];
 
