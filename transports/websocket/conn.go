@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -282,9 +283,22 @@ func (h *hixieConn) AppendText(dst []byte, msg string) []byte {
 	return append(dst, 0xFF)
 }
 
+// Write sends one or more frames. The hixie package takes one prepared
+// frame at a time; a batch splits at each 0xFF, which valid UTF-8 never
+// contains, so the split is exact.
 func (h *hixieConn) Write(framed []byte) error {
 	_ = h.c.SetWriteDeadline(time.Now().Add(h.writeTimeout))
-	return h.c.WritePrepared(framed)
+	for len(framed) > 0 {
+		end := bytes.IndexByte(framed, 0xFF)
+		if end < 0 {
+			return fmt.Errorf("websocket: hixie batch without a frame end")
+		}
+		if err := h.c.WritePrepared(framed[:end+1]); err != nil {
+			return err
+		}
+		framed = framed[end+1:]
+	}
+	return nil
 }
 
 func (h *hixieConn) Ping() error { return nil }
