@@ -392,8 +392,11 @@ func (st *stream) pumpOnce() bool {
 	}
 	full := false
 	for i, m := range b.Messages {
-		if i > 0 && st.written+int64(len(buf)) >= o.MaxStreamBytes {
-			full = true // the rest waits in the log for the next stream
+		// Over the byte cap the rest waits for the next stream; but not when
+		// this batch ends with the session's close, which Pull has counted
+		// as delivered: the stream ends here anyway.
+		if i > 0 && b.Close == nil && st.written+int64(len(buf)) >= o.MaxStreamBytes {
+			full = true
 			break
 		}
 		buf = appendMessageEvent(buf, m)

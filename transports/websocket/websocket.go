@@ -237,7 +237,8 @@ type link struct {
 	ackSent uint64
 	opened  bool
 	ended   bool
-	inSeq   uint64 // raw endpoint: our numbering of the peer's messages
+	inSeq   uint64    // raw endpoint: our numbering of the peer's messages
+	pinged  time.Time // last ping sent
 }
 
 func (l *link) Name() string { return Name }
@@ -253,6 +254,7 @@ func (l *link) Kick(code session.Code, reason string) {
 
 func (l *link) start() {
 	l.runner.F = l.pump
+	l.pinged = time.Now() // the first ping is due a third of the read timeout from now
 	if err := l.ep.Attach(l); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -364,7 +366,11 @@ func (l *link) pumpOnce() bool {
 			return false
 		}
 	}
-	if b.Heartbeat {
+	// Ping at the heartbeat, and on a busy feed at least every third of the
+	// read timeout: a peer that only listens must have pings to answer, or
+	// its read deadline cuts it.
+	if now := time.Now(); b.Heartbeat || now.Sub(l.pinged) >= l.t.opts.ReadTimeout/3 {
+		l.pinged = now
 		_ = l.conn.Ping()
 	}
 	return len(b.Messages) > 0
@@ -396,8 +402,8 @@ func (l *link) readLoop() {
 			}
 			if l.raw != nil && ce.ByPeer {
 				code := ce.Code
-				if session.CheckCloseCode(code) != nil {
-					code = session.CodeNormal // 1005, 1006: no code of the peer's own
+				if session.CheckCloseCode(code) != nil || code == 1005 || code == CodeAbnormal {
+					code = session.CodeNormal // no code of the peer's own
 				}
 				_ = l.raw.ClientClose(code, ce.Reason)
 			}
@@ -416,9 +422,9 @@ func (l *link) take(msg string) (session.Code, string) {
 	ctx := context.Background()
 	if l.raw != nil {
 		l.inSeq++
-		if _, err := l.raw.Receive(ctx, []session.Message{{Seq: l.inSeq, Data: msg}}); err != nil {
-			return session.CodeNormal, "session closed"
-		}
+		// Refused only when the session is closing: the writer is delivering
+		// what is queued and then the application's close; let it.
+		_, _ = l.raw.Receive(ctx, []session.Message{{Seq: l.inSeq, Data: msg}})
 		return 0, ""
 	}
 	f, err := wire.ParseFrame(msg)
