@@ -343,9 +343,11 @@ func TestReplayQueueOverflowClosesWithItsCode(t *testing.T) {
 	ts := newTestServer(t, rc, Options{Session: session.Config{MaxQueueMessages: 5}})
 	c := ts.negotiate(t)
 	pollCtx, cancel := context.WithCancel(testCtx(t))
-	go c.Poll(pollCtx)
+	abandoned := make(chan struct{})
+	go func() { c.Poll(pollCtx); close(abandoned) }()
 	s := rc.session(t)
 	cancel()
+	<-abandoned // the test client takes one poll at a time
 	for i := 1; i <= 5; i++ {
 		if err := s.Send(testCtx(t), fmt.Sprint(i)); err != nil {
 			t.Fatalf("send %d: %v", i, err)

@@ -107,3 +107,17 @@ func TestCloseChecksItsCode(t *testing.T) {
 		t.Fatalf("reason not cleaned: %q", b.Close.Reason)
 	}
 }
+
+// A session already closing with its own code keeps it when it is then
+// freed at once (Server.Close, Shutdown past its deadline): its client is
+// told that code, not the terminator's.
+func TestTerminateKeepsTheCloseCode(t *testing.T) {
+	f := newFixture(t, session.Config{})
+	tr := newFake("longpoll")
+	f.s.Attach(tr)
+	f.s.Close(4321, "app done")
+	f.s.Terminate(session.CodeGoingAway, "server closed")
+	if code := <-tr.kicked; code != 4321 {
+		t.Fatalf("kicked with %d, want 4321", code)
+	}
+}

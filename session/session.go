@@ -484,11 +484,11 @@ func (s *Session) Terminate(code Code, reason string) {
 	if s.state < Closing {
 		s.closeLocked(&CloseError{Code: code, Reason: reason})
 	}
-	t := s.transport
+	t, ce := s.transport, s.closeErr // a session already closing keeps its own code
 	s.finishLocked()
 	s.mu.Unlock()
 	if t != nil {
-		t.Kick(code, reason)
+		t.Kick(ce.Code, ce.Reason)
 	}
 	s.hooks.closed(s)
 }

@@ -260,6 +260,10 @@ func (l *link) start() {
 		if !errors.As(err, &ce) {
 			ce = &session.CloseError{Code: session.CodeInternalError, Reason: "attach failed"}
 		}
+		if l.raw != nil {
+			_ = l.conn.Close(ce.Code, ce.Reason) // a raw peer takes no session frames
+			return
+		}
 		closeWithFrame(l.conn, ce)
 		return
 	}
