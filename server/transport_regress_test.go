@@ -1,11 +1,9 @@
 package server
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/url"
-	"strings"
 	"testing"
 	"time"
 
@@ -118,9 +116,6 @@ func TestEventStreamRecycleKeepsTheClose(t *testing.T) {
 	}
 }
 
-var _ = bytes.Equal
-var _ = strings.Repeat
-
 // Was, during Shutdown: the recycled stream makes the session look
 // flushed, Shutdown terminates it, and the client's resume finds it gone:
 // messages 6–10 and the 1001 close are lost.
@@ -136,9 +131,7 @@ func TestEventStreamRecycleDuringShutdownLosesNothing(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- ts.Shutdown(testCtx(t)) }()
-	for s.State() < session.Closing {
-		time.Sleep(time.Millisecond)
-	}
+	<-s.Context().Done() // cancelled as Shutdown starts closing it
 	st := openStream(t, c, nil, nil)
 	for {
 		ev, err := st.Next()
@@ -194,7 +187,12 @@ func TestRawCloseWinsOverReader(t *testing.T) {
 			conn := dialWS(t, ts.base+"/websocket", nil)
 			<-ready
 			conn.send("one")
-			conn.send("two") // blocks the reader in Receive
+			conn.send("two")
+			// Not synchronisation (each trial's assertion holds either way):
+			// a pause makes it likely that the reader is already waiting in
+			// Receive when the application closes, the interleaving that lost
+			// messages; without it this test missed the bug, and nothing
+			// observable says "the reader is waiting".
 			time.Sleep(20 * time.Millisecond)
 			close(closeNow)
 			var got []string
