@@ -116,7 +116,14 @@ type memReport struct {
 func runIdleServer() {
 	var live sync.Map // *session.Session → struct{}: for /_broadcast
 	var srv *Server
+	var openedMu sync.Mutex
+	opened, openedCh := uint64(0), make(chan struct{}) // closed and replaced at every open
 	app := HandlerFunc(func(s *session.Session) {
+		openedMu.Lock()
+		opened++
+		close(openedCh)
+		openedCh = make(chan struct{})
+		openedMu.Unlock()
 		live.Store(s, struct{}{})
 		defer live.Delete(s)
 		_ = srv.Hub().Subscribe(s.Context(), s, "all")
@@ -153,6 +160,24 @@ func runIdleServer() {
 		debug.FreeOSMemory()
 		_ = json.NewEncoder(w).Encode(memReport{RSS: rss, RSSFreed: selfRSS(), HeapInuse: ms.HeapInuse, Stack: ms.StackInuse,
 			Goroutines: runtime.NumGoroutine(), Opened: st.Opened, Sessions: st.Sessions})
+	})
+	// /_wait?opened=N answers once N sessions have opened since start.
+	mux.HandleFunc("/_wait", func(w http.ResponseWriter, r *http.Request) {
+		want, _ := strconv.ParseUint(r.URL.Query().Get("opened"), 10, 64)
+		for {
+			openedMu.Lock()
+			n, ch := opened, openedCh
+			openedMu.Unlock()
+			if n >= want {
+				fmt.Fprintln(w, n)
+				return
+			}
+			select {
+			case <-ch:
+			case <-r.Context().Done():
+				return
+			}
+		}
 	})
 	// /_broadcast sends every live session one 64-byte message that starts
 	// with the send time, so clients can measure delivery latency.
@@ -421,17 +446,20 @@ func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem fun
 			polls.Add(1)
 			go func(c *testclient.Client) { defer polls.Done(); hold(ctx, c) }(c)
 		}
-		// Every session opens when its first poll or stream attaches.
-		var after memReport
-		for deadline := time.Now().Add(2 * time.Minute); ; {
-			after = mem()
-			if after.Opened >= before.Opened+uint64(n) {
-				break
-			}
-			if time.Now().After(deadline) {
-				b.Fatalf("only %d of %d polls attached", after.Opened-before.Opened, n)
-			}
-			time.Sleep(100 * time.Millisecond) // polling a remote process's state, not synchronising
+		// Every session opens when its first poll or stream attaches: wait
+		// for the server to say all have.
+		waitCtx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
+		req, _ := http.NewRequestWithContext(waitCtx, http.MethodGet,
+			fmt.Sprintf("%s/_wait?opened=%d", base, before.Opened+uint64(n)), nil)
+		resp, err := hc.Do(req)
+		stop()
+		if err != nil {
+			b.Fatalf("waiting for %d sessions to open: %v", n, err)
+		}
+		resp.Body.Close()
+		after := mem()
+		if after.Opened < before.Opened+uint64(n) {
+			b.Fatalf("only %d of %d sessions opened", after.Opened-before.Opened, n)
 		}
 		if then != nil {
 			then()

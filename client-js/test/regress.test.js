@@ -107,7 +107,9 @@ test("review 2: a send answer from the old session, after a reset, acks (drops) 
   assert.deepStrictEqual(c.out.map((m) => m.d), ["n1", "n2"], "s2's messages dropped by s1's ack");
 });
 
-test("review 3: two concurrent negotiates (stream and send both see c4004) leave two transports alive", () => {
+// bothSeeReset: the stream and a send's answer both say the session is gone
+// (c4004); then the backoff passes.
+function bothSeeReset() {
   const b = fakeBrowser({ noWebSocket: true });
   const c = new CometKit("/rt");
   b.negotiate(["eventstream", "longpoll"], "s1");
@@ -117,20 +119,17 @@ test("review 3: two concurrent negotiates (stream and send both see c4004) leave
   b.lastStream().onmessage({ data: '"c4004:session unknown or expired"' });
   post.respond(200, "32:c4004:session unknown or expired\n");
   b.tick(10000);
+  return b;
+}
+
+test("review 3: two concurrent negotiates (stream and send both see c4004) leave two transports alive", () => {
+  const b = bothSeeReset();
   const negs = b.pending((x) => /\/negotiate/.test(x.url));
   assert.strictEqual(negs.length, 1, `${negs.length} negotiate requests in flight`);
 });
 
 test("review 3b: ...and when both answer, the first session's stream is never closed", () => {
-  const b = fakeBrowser({ noWebSocket: true });
-  const c = new CometKit("/rt");
-  b.negotiate(["eventstream", "longpoll"], "s1");
-  b.lastStream().onmessage({ data: '"h"' });
-  c.send("x");
-  const post = sends(b)[0];
-  b.lastStream().onmessage({ data: '"c4004:session unknown or expired"' });
-  post.respond(200, "32:c4004:session unknown or expired\n");
-  b.tick(10000);
+  const b = bothSeeReset();
   b.negotiate(["eventstream", "longpoll"], "s2");
   assert.strictEqual(b.pending((x) => /\/negotiate/.test(x.url)).length, 0, "a second negotiate");
   const open = b.streams.filter((s) => !s.closed).map((s) => s.url.replace(/\?.*/, ""));
