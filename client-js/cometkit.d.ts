@@ -33,6 +33,14 @@ export interface CometKitCloseEvent {
 export interface CometKitMessageEvent {
   type: "message";
   data: string;
+  /** Set on a message the server published to a topic: the topic's name. */
+  topic?: string;
+  /**
+   * With topic: the message's offset in the topic's history, a decimal string
+   * (it may pass 2^53). The client keeps the last one per topic and, when it
+   * has to start a new session, asks the server to replay what followed.
+   */
+  offset?: string;
 }
 
 export interface CometKitEvent {
@@ -42,6 +50,8 @@ export interface CometKitEvent {
   message?: string;
   /** On "transport" events: the transport now in use. */
   transport?: TransportName;
+  /** On "gap": the topic whose messages were lost to this client. */
+  topic?: string;
   /** On "reconnecting": ms until the next attempt, and the attempt number. */
   delay?: number;
   attempt?: number;
@@ -83,6 +93,11 @@ export default class CometKit {
    * resynchronise; messages the old session had not acknowledged are dropped.
    */
   onreset: ((ev: CometKitEvent) => void) | null;
+  /**
+   * Messages of topic ev.topic were lost to this client (the server's history
+   * no longer reached back to what it had): resynchronise that topic.
+   */
+  ongap: ((ev: CometKitEvent) => void) | null;
   /** ev.transport is the transport now in use. */
   ontransport: ((ev: CometKitEvent) => void) | null;
 

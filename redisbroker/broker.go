@@ -224,6 +224,16 @@ func (b *Broker) History(ctx context.Context, t string, after uint64, limit int)
 		if n, err := b.rdb.Exists(ctx, b.streamKey(t)).Result(); err == nil && n == 0 {
 			return nil, fmt.Errorf("%w: topic %q has no history left", server.ErrHistoryGone, t)
 		}
+		// An offset past the newest entry is not one of this history's.
+		newest, err := b.rdb.XRevRangeN(ctx, b.streamKey(t), "+", "-", 1).Result()
+		if err != nil {
+			return nil, fmt.Errorf("%w: history of %q: %v", ErrUnavailable, t, err)
+		}
+		if len(newest) == 1 {
+			if last, _ := parseID(newest[0].ID); after > last {
+				return nil, fmt.Errorf("%w: topic %q from %d, newest is %d", server.ErrHistoryGone, t, after, last)
+			}
+		}
 	}
 	out := make([]server.Entry, 0, len(xs))
 	for _, x := range xs {

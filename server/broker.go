@@ -33,8 +33,9 @@ type Broker interface {
 	Subscribe(ctx context.Context, topic string, deliver func(Entry)) (cancel func(), err error)
 	// History returns the topic's entries after the offset, oldest first, at
 	// most limit. It fails with ErrHistoryGone when entries after the offset
-	// were already dropped, so a caller can tell the client to reset rather
-	// than lose messages silently.
+	// were already dropped, or the offset is past the newest entry (it is
+	// not one of this history's), so a caller can tell the client to
+	// resynchronise rather than lose messages silently.
 	History(ctx context.Context, topic string, after uint64, limit int) ([]Entry, error)
 }
 
@@ -74,7 +75,13 @@ func (b *MemoryBroker) topic(name string) *memTopic {
 	}
 	t := b.topics[name]
 	if t == nil {
-		t = &memTopic{subs: map[int]func(Entry){}}
+		// Offsets start after the time the topic is made here, as
+		// milliseconds << 22 (as the Redis broker's do): a client that
+		// followed the topic in an earlier process holds a smaller offset
+		// that this history does not reach back to, and is told so (a gap)
+		// rather than matched against different messages.
+		base := uint64(b.now().UnixMilli()) << 22
+		t = &memTopic{subs: map[int]func(Entry){}, last: base, dropped: base}
 		b.topics[name] = t
 	}
 	return t
@@ -158,6 +165,11 @@ func (b *MemoryBroker) History(ctx context.Context, topic string, after uint64, 
 	b.trim(t)
 	if after < t.dropped {
 		return nil, fmt.Errorf("%w: topic %q from %d, oldest kept %d", ErrHistoryGone, topic, after, t.dropped+1)
+	}
+	if after > t.last {
+		// Not an offset of this history (another process's, or made up):
+		// nothing here can say what the client missed.
+		return nil, fmt.Errorf("%w: topic %q from %d, newest is %d", ErrHistoryGone, topic, after, t.last)
 	}
 	var out []Entry
 	for _, e := range t.history {

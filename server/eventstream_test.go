@@ -334,9 +334,10 @@ type retentionLog struct {
 	last uint64
 }
 
-func (l *retentionLog) Append(_ context.Context, data string) (uint64, error) {
+func (l *retentionLog) Append(_ context.Context, m session.Message) (uint64, error) {
 	l.last++
-	l.msgs = append(l.msgs, session.Message{Seq: l.last, Data: data})
+	m.Seq = l.last
+	l.msgs = append(l.msgs, m)
 	if len(l.msgs) > l.keep {
 		l.msgs = l.msgs[len(l.msgs)-l.keep:]
 	}

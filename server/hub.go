@@ -64,7 +64,13 @@ func checkTopic(t string) error {
 }
 
 // Subscribe adds s to topic: from now on it receives what is published there.
+// If s's client followed topic in an earlier session (it says so when it
+// negotiates, see session.Info.TopicOffsets), s first gets what it missed
+// since, as SubscribeFrom does: the application need not carry offsets.
 func (h *Hub) Subscribe(ctx context.Context, s *session.Session, topic string) error {
+	if off, ok := s.TakeTopicOffset(topic); ok {
+		return h.SubscribeFrom(ctx, s, topic, off)
+	}
 	_, err := h.join(ctx, s, topic, false)
 	return err
 }
@@ -72,8 +78,9 @@ func (h *Hub) Subscribe(ctx context.Context, s *session.Session, topic string) e
 // SubscribeFrom adds s to topic and first gives it, in order, the topic's
 // messages after offset (the last one its client had, say before it moved to
 // this node), then the live ones, none twice. If the history no longer
-// reaches back that far, it fails with ErrHistoryGone (and s is subscribed
-// from now): the client must resynchronise.
+// reaches back that far, s is subscribed from now, its client is sent a gap
+// notice for the topic (it must resynchronise it), and SubscribeFrom fails
+// with ErrHistoryGone, for an application that sends a snapshot instead.
 func (h *Hub) SubscribeFrom(ctx context.Context, s *session.Session, topic string, offset uint64) error {
 	m, err := h.join(ctx, s, topic, true)
 	if err != nil {
@@ -85,11 +92,13 @@ func (h *Hub) SubscribeFrom(ctx context.Context, s *session.Session, topic strin
 	m.last = offset
 	if herr == nil {
 		for _, e := range hist {
-			h.give(topic, s, m, e)
+			h.give(topic, s, m, sharedOf(e))
 		}
+	} else if errors.Is(herr, ErrHistoryGone) {
+		h.notifyGap(s, topic, &session.Shared{Topic: topic, Gap: true})
 	}
 	for _, e := range m.held {
-		h.give(topic, s, m, e)
+		h.give(topic, s, m, sharedOf(e))
 	}
 	m.held, m.catching = nil, false
 	if herr != nil {
@@ -157,29 +166,43 @@ func (h *Hub) deliver(e Entry) {
 	if t == nil {
 		return
 	}
+	// One Shared for every member: its encodings are made once per wire
+	// format, by whichever member's transport needs each first.
+	sh := sharedOf(e)
 	for s, m := range t.members {
 		switch {
 		case e.Gap:
 			// Messages this member should have had are lost: its client
-			// must resynchronise, and is told so (4005), never left short.
-			_ = s.Close(session.CodeResumeFailed, "messages of "+e.Topic+" were lost")
-			h.leaveLocked(s, e.Topic)
+			// must resynchronise the topic, and is told so, never left short.
+			h.notifyGap(s, e.Topic, sh)
 		case m.catching:
 			m.held = append(m.held, e)
 		default:
-			h.give(e.Topic, s, m, e)
+			h.give(e.Topic, s, m, sh)
 		}
 	}
 }
 
-// give hands one entry to one member, once; h.mu is held.
-func (h *Hub) give(topic string, s *session.Session, m *member, e Entry) {
-	if e.Offset <= m.last {
+// sharedOf is what every session is given for an entry.
+func sharedOf(e Entry) *session.Shared {
+	return &session.Shared{Topic: e.Topic, Offset: e.Offset, Gap: e.Gap, Data: e.Payload}
+}
+
+// give hands one message to one member, once; h.mu is held.
+func (h *Hub) give(topic string, s *session.Session, m *member, sh *session.Shared) {
+	if sh.Offset <= m.last {
 		return
 	}
-	m.last = e.Offset
-	if err := s.Offer(e.Payload); err != nil {
+	m.last = sh.Offset
+	if err := s.OfferShared(sh); err != nil {
 		// Closed, or closed just now as a slow consumer: it leaves.
+		h.leaveLocked(s, topic)
+	}
+}
+
+// notifyGap sends s's client the gap notice sh for topic; h.mu is held.
+func (h *Hub) notifyGap(s *session.Session, topic string, sh *session.Shared) {
+	if err := s.OfferShared(sh); err != nil {
 		h.leaveLocked(s, topic)
 	}
 }

@@ -3,6 +3,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -74,6 +77,7 @@ func TestHubSharesOnePayload(t *testing.T) {
 	}
 	ts.Hub().Publish(testCtx(t), "t", strings.Repeat("shared ", 10))
 	var ptrs []*byte
+	var shared []*session.Shared
 	for _, s := range sessions {
 		tr := &captureTransport{}
 		if err := s.Attach(tr); err != nil {
@@ -84,10 +88,15 @@ func TestHubSharesOnePayload(t *testing.T) {
 			t.Fatalf("pull: %+v %v", b, err)
 		}
 		ptrs = append(ptrs, unsafe.StringData(b.Messages[0].Data))
+		shared = append(shared, b.Messages[0].Shared)
 		s.Detach(tr)
 	}
 	if ptrs[0] != ptrs[1] || ptrs[1] != ptrs[2] {
 		t.Fatalf("payload copied per session: %v", ptrs)
+	}
+	// One Shared, so its wire encodings are made once for all three.
+	if shared[0] == nil || shared[0] != shared[1] || shared[1] != shared[2] || shared[0].Topic != "t" {
+		t.Fatalf("a Shared per session: %v", shared)
 	}
 }
 
@@ -188,14 +197,16 @@ func TestHubSubscribeFromOffset(t *testing.T) {
 	broker := &MemoryBroker{MaxHistory: 4, Now: func() time.Time { return clock }}
 	ts, clients, sessions := hubFixture(t, 1, Options{Broker: broker})
 	hub := ts.Hub()
+	offs := []uint64{0}
 	for i := 1; i <= 6; i++ {
 		off, err := hub.Publish(testCtx(t), "feed", fmt.Sprint("m", i))
-		if err != nil || off != uint64(i) {
-			t.Fatalf("publish %d: offset %d %v", i, off, err)
+		if err != nil || off <= offs[i-1] {
+			t.Fatalf("publish %d: offset %d after %d, %v", i, off, offs[i-1], err)
 		}
+		offs = append(offs, off)
 	}
 	// History keeps the newest four (3–6); the client had up to 4.
-	if err := hub.SubscribeFrom(testCtx(t), sessions[0], "feed", 4); err != nil {
+	if err := hub.SubscribeFrom(testCtx(t), sessions[0], "feed", offs[4]); err != nil {
 		t.Fatal(err)
 	}
 	hub.Publish(testCtx(t), "feed", "m7")
@@ -203,13 +214,27 @@ func TestHubSubscribeFromOffset(t *testing.T) {
 		t.Fatalf("caught up with %q", got)
 	}
 	// Too far back: told plainly, and subscribed from now.
-	_, _, more := hubFixture(t, 1, Options{Broker: broker})
-	if err := hub.SubscribeFrom(testCtx(t), more[0], "feed", 1); !errors.Is(err, ErrHistoryGone) {
-		t.Fatalf("from offset 1 with history from 4: %v", err)
+	if err := hub.SubscribeFrom(testCtx(t), sessions[0], "other", 1); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("from offset 1, not one of this history's: %v", err)
+	}
+	_, moreClients, more := hubFixture(t, 1, Options{Broker: broker})
+	if err := more[0].Send(testCtx(t), "before"); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.SubscribeFrom(testCtx(t), more[0], "feed", offs[1]); !errors.Is(err, ErrHistoryGone) {
+		t.Fatalf("from offset 1 with history from 3: %v", err)
+	}
+	hub.Publish(testCtx(t), "feed", "m8")
+	// The client is told, in order: a gap in "feed", then what comes live.
+	if got := strings.Join(pollFor(t, moreClients[0], 2), ","); got != "before,m8" {
+		t.Fatalf("after the gap: %q", got)
+	}
+	if g := moreClients[0].Gaps; len(g) != 1 || g[0] != "feed" {
+		t.Fatalf("gap notices %q", g)
 	}
 	// History also ends by age.
 	clock = clock.Add(10 * time.Minute)
-	if _, err := broker.History(testCtx(t), "feed", 6, 0); !errors.Is(err, ErrHistoryGone) {
+	if _, err := broker.History(testCtx(t), "feed", offs[6], 0); !errors.Is(err, ErrHistoryGone) {
 		t.Fatalf("aged history: %v", err)
 	}
 }
@@ -251,5 +276,109 @@ func TestHubConcurrentPublishAndSubscribe(t *testing.T) {
 			prev = n
 		}
 		s.Detach(tr)
+	}
+}
+
+// topicNode is a server whose handler follows "feed" for every session and
+// then says "ready".
+func topicNode(t *testing.T, broker Broker) *testServer {
+	t.Helper()
+	var ts *testServer
+	ready := make(chan struct{})
+	ts = newTestServer(t, HandlerFunc(func(s *session.Session) {
+		<-ready
+		if err := ts.Hub().Subscribe(s.Context(), s, "feed"); err != nil && !errors.Is(err, ErrHistoryGone) {
+			t.Errorf("subscribe: %v", err)
+		}
+		_ = s.Send(s.Context(), "ready")
+		<-s.Context().Done()
+	}), Options{Broker: broker})
+	close(ready)
+	return ts
+}
+
+// The client keeps each topic's offset from the publish frames; after its
+// session is lost (here: its node went away), the new session on another
+// node resumes the topic from there — the application only subscribes.
+func TestTopicOffsetsCarriedByTheClient(t *testing.T) {
+	broker := &MemoryBroker{}
+	a, b := topicNode(t, broker), topicNode(t, broker)
+	c := a.negotiate(t)
+	if _, err := c.Send(testCtx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pollFor(t, c, 1); got[0] != "ready" {
+		t.Fatalf("first %q", got)
+	}
+	for _, m := range []string{"m1", "m2"} {
+		if _, err := a.Hub().Publish(testCtx(t), "feed", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.Join(pollFor(t, c, 2), ","); got != "m1,m2" {
+		t.Fatalf("on node A: %q", got)
+	}
+	had := c.TopicOffsets["feed"]
+	a.Server.Close() // node A goes; what is published meanwhile waits in the history
+	for _, m := range []string{"m3", "m4"} {
+		if _, err := b.Hub().Publish(testCtx(t), "feed", m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Base = b.base
+	if err := c.Renegotiate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(testCtx(t), "hello again"); err != nil {
+		t.Fatal(err)
+	}
+	b.Hub().Publish(testCtx(t), "feed", "m5")
+	got := pollFor(t, c, 3)
+	if strings.Join(got[:3], ",") != "m3,m4,ready" {
+		t.Fatalf("on node B: %q", got)
+	}
+	if got = append(got, pollFor(t, c, 4-len(got))...); got[3] != "m5" || c.TopicOffsets["feed"] <= had {
+		t.Fatalf("live on node B: %q, offset %d (had %d)", got, c.TopicOffsets["feed"], had)
+	}
+	if len(c.Gaps) != 0 {
+		t.Fatalf("gaps %q", c.Gaps)
+	}
+}
+
+// An offset the history no longer reaches (or never had) gets a gap notice
+// for the topic, then live messages: never silence, never a session loop.
+func TestTopicOffsetTooOld(t *testing.T) {
+	broker := &MemoryBroker{MaxHistory: 2}
+	n := topicNode(t, broker)
+	for i := 0; i < 5; i++ {
+		n.Hub().Publish(testCtx(t), "feed", fmt.Sprint("old ", i))
+	}
+	c := &testclient.Client{HTTP: n.http.Client(), Base: n.base, TopicOffsets: map[string]uint64{"feed": 1}}
+	if err := c.Renegotiate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(testCtx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pollFor(t, c, 1); got[0] != "ready" || len(c.Gaps) != 1 || c.Gaps[0] != "feed" {
+		t.Fatalf("got %q, gaps %q", got, c.Gaps)
+	}
+	if _, ok := c.TopicOffsets["feed"]; ok {
+		t.Fatal("the client kept an offset the server said is gone")
+	}
+}
+
+func TestNegotiateRefusesBadTopics(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	for _, v := range []string{`[1]`, `{"a":1}`, `{"a":"01"}`, `{"a":"-1"}`, `{"":"1"}`, `{"a":"18446744073709551616"}`, strings.Repeat("x", 9000)} {
+		resp, err := ts.http.Client().Post(ts.base+"/negotiate?"+url.Values{"topics": {v}}.Encode(), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), `"bad_topics"`) {
+			t.Fatalf("topics=%.40s: %d %s", v, resp.StatusCode, body)
+		}
 	}
 }

@@ -298,7 +298,7 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket only")
 		return
 	}
-	sess, err := s.create(r)
+	sess, err := s.create(r, nil)
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
@@ -388,7 +388,12 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	sess, err := s.create(r)
+	offsets, err := parseTopicOffsets(q.Get("topics"))
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, "bad_topics", err.Error())
+		return
+	}
+	sess, err := s.create(r, offsets)
 	if err != nil {
 		if errors.Is(err, errFull) || errors.Is(err, errShuttingDown) {
 			w.Header().Set("Retry-After", "5")
@@ -432,11 +437,12 @@ var (
 	errShuttingDown = errors.New("server is shutting down")
 )
 
-func (s *Server) create(r *http.Request) (*session.Session, error) {
+func (s *Server) create(r *http.Request, offsets map[string]uint64) (*session.Session, error) {
 	info := session.Info{
-		RemoteAddr: r.RemoteAddr,
-		Header:     textproto.MIMEHeader(r.Header.Clone()),
-		RequestURI: r.RequestURI,
+		RemoteAddr:   r.RemoteAddr,
+		Header:       textproto.MIMEHeader(r.Header.Clone()),
+		RequestURI:   r.RequestURI,
+		TopicOffsets: offsets,
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -647,4 +653,41 @@ func (s *Server) Stats() Stats {
 		Resets:    s.stats.resets.Load(),
 		BadTokens: s.stats.badTokens.Load(),
 	}
+}
+
+// Bounds of a negotiation's topics parameter.
+const (
+	maxTopicOffsets      = 64
+	maxTopicOffsetsBytes = 8 << 10
+)
+
+// parseTopicOffsets reads the negotiate parameter topics: a JSON object from
+// topic name to the offset, as a decimal string (JavaScript numbers cannot
+// hold every 64-bit offset), of the last message the client had of it.
+func parseTopicOffsets(v string) (map[string]uint64, error) {
+	if v == "" {
+		return nil, nil
+	}
+	if len(v) > maxTopicOffsetsBytes {
+		return nil, fmt.Errorf("topics is over %d bytes", maxTopicOffsetsBytes)
+	}
+	var raw map[string]string
+	if err := json.Unmarshal([]byte(v), &raw); err != nil {
+		return nil, fmt.Errorf("topics must be a JSON object of topic to offset string: %v", err)
+	}
+	if len(raw) > maxTopicOffsets {
+		return nil, fmt.Errorf("topics names %d topics, at most %d", len(raw), maxTopicOffsets)
+	}
+	out := make(map[string]uint64, len(raw))
+	for topic, off := range raw {
+		if err := checkTopic(topic); err != nil {
+			return nil, err
+		}
+		n, err := strconv.ParseUint(off, 10, 64)
+		if err != nil || (len(off) > 1 && off[0] == '0') {
+			return nil, fmt.Errorf("topics: offset of %q is not a canonical decimal: %q", topic, off)
+		}
+		out[topic] = n
+	}
+	return out, nil
 }

@@ -10,6 +10,10 @@ import (
 type Message struct {
 	Seq  uint64
 	Data string
+	// Shared is set on a message published to a topic (or a gap notice of
+	// one): its topic and offset, and its encodings shared with every other
+	// session it went to. Nil for a message sent to this session alone.
+	Shared *Shared
 }
 
 // Log holds a session's outbound messages from Append until the client
@@ -19,9 +23,10 @@ type Message struct {
 //
 // A Log is used by one session, which serialises its calls.
 type Log interface {
-	// Append stores data under the next sequence number. It returns ErrQueueFull
-	// (wrapped) when the log's count or byte bound would be exceeded.
-	Append(ctx context.Context, data string) (seq uint64, err error)
+	// Append stores m under the next sequence number (m.Seq is ignored). It
+	// returns ErrQueueFull (wrapped) when the log's count or byte bound would
+	// be exceeded.
+	Append(ctx context.Context, m Message) (seq uint64, err error)
 	// Ack discards every message with a sequence number ≤ seq.
 	Ack(ctx context.Context, seq uint64) error
 	// Read appends to dst the messages with sequence number > after, oldest
@@ -55,9 +60,9 @@ func NewMemLog(maxCount, maxBytes int) *MemLog {
 }
 
 // Append implements Log.
-func (l *MemLog) Append(_ context.Context, data string) (uint64, error) {
+func (l *MemLog) Append(_ context.Context, m Message) (uint64, error) {
 	held := len(l.msgs) - l.head
-	if held+1 > l.maxCount || l.bytes+len(data) > l.maxBytes {
+	if held+1 > l.maxCount || l.bytes+len(m.Data) > l.maxBytes {
 		return 0, fmt.Errorf("%w: %d messages, %d bytes held (bounds %d, %d)",
 			ErrQueueFull, held, l.bytes, l.maxCount, l.maxBytes)
 	}
@@ -69,8 +74,9 @@ func (l *MemLog) Append(_ context.Context, data string) (uint64, error) {
 		l.head = 0
 	}
 	l.last++
-	l.msgs = append(l.msgs, Message{Seq: l.last, Data: data})
-	l.bytes += len(data)
+	m.Seq = l.last
+	l.msgs = append(l.msgs, m)
+	l.bytes += len(m.Data)
 	return l.last, nil
 }
 

@@ -28,7 +28,7 @@ func TestMemLogAgainstModel(t *testing.T) {
 			switch rng.IntN(3) {
 			case 0:
 				data := string(make([]byte, rng.IntN(20)))
-				seq, err := l.Append(ctx, data)
+				seq, err := l.Append(ctx, session.Message{Data: data})
 				fits := len(model)+1 <= maxCount && modelBytes()+len(data) <= maxBytes
 				if fits != (err == nil) {
 					t.Fatalf("append (fits=%v): %v", fits, err)
@@ -85,7 +85,7 @@ func BenchmarkMemLogAppendAck(b *testing.B) {
 	msg := strconv.Itoa(12345678)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
-		seq, _ := l.Append(ctx, msg)
+		seq, _ := l.Append(ctx, session.Message{Data: msg})
 		l.Ack(ctx, seq)
 	}
 }

@@ -138,6 +138,11 @@ type Info struct {
 	RemoteAddr string
 	Header     textproto.MIMEHeader
 	RequestURI string
+	// TopicOffsets are the topics the client followed in an earlier session
+	// (before a reset, or on another node) and the offset of the last
+	// message it had of each. The hub's Subscribe resumes each such topic
+	// from there, once (see TakeTopicOffset).
+	TopicOffsets map[string]uint64
 }
 
 // Hooks let the owner of a session (the server) act on its life without the
@@ -234,6 +239,8 @@ type Session struct {
 	inboxReady  chan struct{}
 	inboxRoom   chan struct{}
 	receiveTurn chan struct{} // a lock that Receive can give up waiting for: de-duplication must hold across its waits
+
+	topicOffsets map[string]uint64 // Info.TopicOffsets not yet taken
 }
 
 // NewID returns a random, unguessable session ID (a UUID v4: 122 random bits).
@@ -252,6 +259,12 @@ func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 		inboxReady:  make(chan struct{}, 1),
 		inboxRoom:   make(chan struct{}, 1),
 		receiveTurn: make(chan struct{}, 1),
+	}
+	if len(info.TopicOffsets) > 0 {
+		s.topicOffsets = make(map[string]uint64, len(info.TopicOffsets))
+		for t, off := range info.TopicOffsets {
+			s.topicOffsets[t] = off
+		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
@@ -301,6 +314,18 @@ func (s *Session) Err() error {
 	return s.closeErr
 }
 
+// TakeTopicOffset returns the offset the client said it had of topic when
+// the session was made, the first time it is asked for that topic: a later
+// subscription to the same topic in this session starts from now, as the
+// client has had what came before it in this session.
+func (s *Session) TakeTopicOffset(topic string) (offset uint64, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	offset, ok = s.topicOffsets[topic]
+	delete(s.topicOffsets, topic)
+	return offset, ok
+}
+
 // Send queues a text message for the client. It returns once the message is
 // queued (and will be delivered, replayed after a reconnect if need be), not
 // when the client has it. When the replay queue is full, Config.Overflow
@@ -319,7 +344,7 @@ func (s *Session) Send(ctx context.Context, data string) error {
 			s.mu.Unlock()
 			return err
 		}
-		_, err := s.log.Append(ctx, data)
+		_, err := s.log.Append(ctx, Message{Data: data})
 		if err == nil {
 			t := s.transport
 			s.mu.Unlock()
@@ -359,6 +384,18 @@ func (s *Session) Send(ctx context.Context, data string) error {
 // client never stalls a broadcast to the others nor grows memory. data is
 // kept as it is, so a broadcast's text is shared by every session, not copied.
 func (s *Session) Offer(data string) error {
+	return s.offer(Message{Data: data})
+}
+
+// OfferShared is Offer for a message published to a topic: sh carries its
+// topic and offset to the client, and its encodings, made once for every
+// session it is offered to (sh.Data is the text).
+func (s *Session) OfferShared(sh *Shared) error {
+	return s.offer(Message{Data: sh.Data, Shared: sh})
+}
+
+func (s *Session) offer(m Message) error {
+	data := m.Data
 	if err := s.checkOutbound(data); err != nil {
 		return err
 	}
@@ -368,7 +405,7 @@ func (s *Session) Offer(data string) error {
 		s.mu.Unlock()
 		return err
 	}
-	_, err := s.log.Append(context.Background(), data)
+	_, err := s.log.Append(context.Background(), m)
 	if errors.Is(err, ErrQueueFull) {
 		s.closeLocked(&CloseError{Code: CodeSlowConsumer, Reason: "too far behind"})
 	}

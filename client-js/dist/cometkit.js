@@ -43,6 +43,11 @@ var CometKit = (function (env) {
         c === "n" ? "\n" : c === "r" ? "\r" : c === "t" ? "\t" : c === "b" ? "\b" : c === "f" ? "\f" : c;
     });
   }
+  function quote(s) { // a JSON string literal
+    return '"' + s.replace(/[\\"\x00-\x1f\u2028\u2029]/g, function (c) {
+      return "\\u" + (c.charCodeAt(0) + 0x10000).toString(16).substring(1);
+    }) + '"';
+  }
   function parseJSON(s) { return env.JSON ? env.JSON.parse(s) : eval("(" + s + ")"); } // negotiate answers hold only server-made ASCII
 
   function origin(u) {
@@ -125,6 +130,7 @@ var CometKit = (function (env) {
     this.transport = "";
     this.ls = {};
     this.rcv = 0;     // highest server sequence number received
+    this.offsets = {}; // "~" + topic: offset (a decimal string) of the last message had from it
     this.ackd = 0;    // highest of those acknowledged to the server
     this.out = [];    // our messages not yet acknowledged: {s: seq, d: text}
     this.seq = 0;     // last sequence number given to a message of ours
@@ -221,7 +227,7 @@ var CometKit = (function (env) {
     this.stop();
     this.posting = false;
     if (this.abort) { this.abort(); }
-    this.abort = request(this.mode, "POST", this.url + "/negotiate", this.mode === "jsonp" ? null : "", function (st, text) {
+    this.abort = request(this.mode, "POST", this.url + "/negotiate" + this.topicsQuery(), this.mode === "jsonp" ? null : "", function (st, text) {
       if (sgen !== self.sgen || self.readyState > 1) { return; }
       var n;
       if (st === -1 && self.mode !== "jsonp") { self.mode = "jsonp"; self.negotiate(); return; }
@@ -239,6 +245,17 @@ var CometKit = (function (env) {
       self.offered = n.transports || ["longpoll"];
       self.start();
     }, 15000);
+  };
+
+  // topicsQuery tells a new session where the client was in each topic, so
+  // that the server replays what it missed: ?topics={"room":"123"} (no JSON
+  // object needed; offsets stay strings, they may pass 2^53).
+  P.topicsQuery = function () {
+    var k, parts = [];
+    for (k in this.offsets) {
+      if (k.charAt(0) === "~" && parts.length < 64) { parts.push(quote(k.substring(1)) + ":" + quote(this.offsets[k])); }
+    }
+    return parts.length ? "?topics=" + enc("{" + parts.join(",") + "}") : "";
   };
 
   // start tries the transports from the best one.
@@ -304,11 +321,23 @@ var CometKit = (function (env) {
   };
   P.frame = function (f) {
     var k = f.charAt(0), c = f.indexOf(":"), n = +f.substring(1, c < 0 ? f.length : c), self = this;
-    if (k === "m") {
+    if (k === "m" || k === "p" || k === "g") {
       if (n <= this.rcv) { return; } // a replay
       if (n !== this.rcv + 1) { this.lost(this.gen); return; } // a gap: resume from what we have
       this.rcv = n;
-      this.fire("message", { data: f.substring(c + 1) });
+      var d = f.substring(c + 1), t, o;
+      if (k === "m") {
+        this.fire("message", { data: d });
+      } else if (k === "p") { // from a topic: "<offset>:<topic length>:<topic><data>"; keep the offset
+        o = d.indexOf(":");
+        t = d.indexOf(":", o + 1);
+        n = +d.substring(o + 1, t);
+        this.offsets["~" + d.substr(t + 1, n)] = d.substring(0, o);
+        this.fire("message", { data: d.substring(t + 1 + n), topic: d.substr(t + 1, n), offset: d.substring(0, o) });
+      } else { // messages of this topic were lost to us: the application resynchronises it
+        delete this.offsets["~" + d];
+        this.fire("gap", { topic: d });
+      }
       if (this.rcv - this.ackd >= this.o.ackEvery) { this.flush(); } else if (!this.ackTimer && this.readyState < 2) {
         this.ackTimer = env.setTimeout(function () { self.ackTimer = null; self.flush(); }, 1000);
       }

@@ -134,6 +134,39 @@ test("a session the server no longer has starts afresh and says reset", () => {
   assert.deepStrictEqual(log, ["open", "transport:websocket", "message:before", "reconnecting", "reset", "message:after"]);
 });
 
+test("topic messages carry topic and offset; a new session asks to resume each topic from its offset", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt");
+  const log = record(c);
+  const got = [];
+  c.addEventListener("message", (e) => got.push([e.data, e.topic, e.offset]));
+  const first = b.pending((x) => /\/negotiate/.test(x.url))[0];
+  assert.doesNotMatch(first.url, /topics=/, "nothing to resume yet");
+  b.negotiate();
+  const ws = b.lastSocket();
+  ws.onmessage({ data: "h" });
+  // Offsets pass 2^53: they stay strings. Topics may hold ":" and quotes.
+  ws.onmessage({ data: "p1:7412281402982400001:4:roomhi: there" });
+  ws.onmessage({ data: 'p2:9:5:a:"b\\c' });
+  ws.onmessage({ data: "m3:plain" });
+  ws.onmessage({ data: "p4:7412281402982400002:4:room" });
+  ws.onmessage({ data: "p5:3:4:gone" });
+  ws.onmessage({ data: "g6:gone" });
+  assert.deepStrictEqual(got, [
+    ["hi: there", "room", "7412281402982400001"],
+    ["c", 'a:"b\\', "9"],
+    ["plain", undefined, undefined],
+    ["", "room", "7412281402982400002"],
+    ["", "gone", "3"],
+  ]);
+  assert.strictEqual(log.filter((l) => l.startsWith("gap")).join(), "gap:gone");
+  ws.onmessage({ data: "c4004:session unknown or expired" });
+  b.tick(500);
+  const again = b.pending((x) => /\/negotiate/.test(x.url))[0];
+  const q = new URL(again.url, "http://app.test").searchParams.get("topics");
+  assert.deepStrictEqual(JSON.parse(q), { room: "7412281402982400002", 'a:"b\\': "9" }, "the gap dropped its topic");
+});
+
 test("an end frame reconnects at once; a drop after opening backs off with jitter, capped", () => {
   const b = fakeBrowser();
   const c = new CometKit("/rt", { reconnectDelay: 100, reconnectDelayMax: 400 });

@@ -197,7 +197,7 @@ function harness() {
         return function (ev) {
           var r = { type: type, t: ms(), transport: ck.transport, readyState: ck.readyState, msgs: st.msgs.length };
           if (ev) {
-            ["transport", "delay", "attempt", "code", "reason", "wasClean", "status"].forEach(function (k) {
+            ["transport", "delay", "attempt", "code", "reason", "wasClean", "status", "topic"].forEach(function (k) {
               if (ev[k] !== undefined) {
                 r["ev." + k] = ev[k];
               }
@@ -211,7 +211,7 @@ function harness() {
       }
       ck.onopen = rec("open");
       ck.onmessage = function (ev) {
-        var n = st.msgs.push(ev.data);
+        var n = st.msgs.push(ev.topic ? ev.topic + "@" + ev.offset + ":" + ev.data : ev.data);
         if (st.first === null) {
           st.first = ms();
         }
@@ -222,7 +222,7 @@ function harness() {
           });
         }
       };
-      ["close", "error", "reconnecting", "resumed", "reset", "transport"].forEach(function (t) {
+      ["close", "error", "reconnecting", "resumed", "reset", "transport", "gap"].forEach(function (t) {
         ck.addEventListener(t, rec(t));
       });
       if (firstMessage !== undefined && firstMessage !== null) {
@@ -772,6 +772,43 @@ for (const name of TRANSPORTS) {
       assert.equal(close[0]["ev.reason"], "closed on request");
       assert.equal(close[0]["ev.wasClean"], true);
       assert.ok(!st.events.some((x) => x.type === "reconnecting" || x.type === "reset" || x.type === "error"), types(st.events).join(" "));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------
+// l. Topics: the session is lost while messages are published to a topic it
+// follows; the client's new session resumes the topic from the offset it had.
+
+for (const name of TRANSPORTS) {
+  test("l. forced " + name + ": a lost session resumes its topic by offset", { timeout: 90000 }, async () => {
+    const e = await env();
+    await withPage(e, {}, async (page) => {
+      await openAndEcho(page, e.info.echo, { transports: [name] }, HELLO);
+      // When the session is reset, the page follows the topic again, as an app would.
+      await page.evaluate(() => {
+        window.__ck.addEventListener("reset", function () { window.__ck.send("sub news"); });
+        window.__ck.send("sub news");
+        window.__ck.send("pub news 3 before");
+      });
+      await page.waitForFunction(() => window.__st.msgs.filter((m) => /^news@/.test(m)).length >= 3, null, { timeout: WAIT });
+      // The server forgets the session (c4004), then 5 more are published.
+      await page.evaluate(() => window.__ck.send("lose news 5 missed"));
+      await page.waitForFunction(() => window.__st.msgs.filter((m) => /missed/.test(m)).length >= 5 || window.__ck.readyState === 3, null, { timeout: WAIT });
+      await page.evaluate(() => window.__ck.send("pub news 1 after"));
+      await page.waitForFunction(() => window.__st.msgs.some((m) => /after-0$/.test(m)), null, { timeout: WAIT });
+      const st = await state(page);
+      const news = st.msgs.filter((m) => m.startsWith("news@")).map((m) => m.replace(/@\d+:/, ":"));
+      assert.deepEqual(news, ["news:before-0", "news:before-1", "news:before-2",
+        "news:missed-0", "news:missed-1", "news:missed-2", "news:missed-3", "news:missed-4", "news:after-0"],
+      "every topic message once, in order: " + JSON.stringify(st.msgs));
+      const offsets = st.msgs.filter((m) => m.startsWith("news@")).map((m) => BigInt(m.split("@")[1].split(":")[0]));
+      for (let i = 1; i < offsets.length; i++) {
+        assert.ok(offsets[i] > offsets[i - 1], "offsets grow: " + offsets.join(","));
+      }
+      const t = types(st.events);
+      assert.ok(st.events.some((x) => x.type === "reset"), "the session was reset: " + t.join(" "));
+      assert.ok(!st.events.some((x) => x.type === "gap"), "nothing was lost: " + t.join(" "));
     });
   });
 }

@@ -66,8 +66,8 @@ function fakeBrowser(opts = {}) {
 
 function record(c) {
   const log = [];
-  for (const type of ["open", "message", "close", "error", "reconnecting", "resumed", "reset", "transport"]) {
-    c.addEventListener(type, (e) => log.push(type === "message" ? "message:" + e.data : type === "transport" ? "transport:" + e.transport : type === "close" ? `close:${e.code}:${e.wasClean}` : type));
+  for (const type of ["open", "message", "close", "error", "reconnecting", "resumed", "reset", "transport", "gap"]) {
+    c.addEventListener(type, (e) => log.push(type === "message" ? "message:" + e.data : type === "transport" ? "transport:" + e.transport : type === "gap" ? "gap:" + e.topic : type === "close" ? `close:${e.code}:${e.wasClean}` : type));
   }
   return log;
 }

@@ -37,9 +37,68 @@ type Client struct {
 	Header http.Header // sent with every request (e.g. Origin)
 	Negotiation
 
+	// TopicOffsets is, per topic, the offset of the last message had from
+	// it (publish frames); a gap frame removes its topic. Renegotiate sends it.
+	TopicOffsets map[string]uint64
+	// Gaps lists the topics of every gap frame received, in order.
+	Gaps []string
+
 	received uint64 // highest server sequence number received
 	nextSeq  uint64 // last sequence number assigned to an outbound message
 	unacked  []wire.Frame
+}
+
+// Renegotiate starts a new session for c, as a client does after a reset:
+// it says where it was in each topic (TopicOffsets), so that the server
+// replays what it missed, and forgets the old session's sequence numbers.
+func (c *Client) Renegotiate(ctx context.Context) error {
+	u := c.Base + "/negotiate"
+	if len(c.TopicOffsets) > 0 {
+		m := map[string]string{}
+		for t, off := range c.TopicOffsets {
+			m[t] = strconv.FormatUint(off, 10)
+		}
+		b, _ := json.Marshal(m)
+		u += "?" + url.Values{"topics": {string(b)}}.Encode()
+	}
+	status, body, err := c.do(ctx, http.MethodPost, u, "")
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return &Error{Status: status, Body: body}
+	}
+	c.Negotiation = Negotiation{}
+	if err := json.Unmarshal([]byte(body), &c.Negotiation); err != nil {
+		return fmt.Errorf("negotiate answer: %w", err)
+	}
+	c.received, c.nextSeq, c.unacked = 0, 0, nil
+	return nil
+}
+
+// take applies one sequenced frame (message, publish, gap) to c's state: it
+// returns the message text if the frame is new, drops a replay, fails on a gap
+// in sequence numbers.
+func (c *Client) take(f wire.Frame) (string, bool, error) {
+	if f.Seq <= c.received {
+		return "", false, nil // a replay of something already had
+	}
+	if f.Seq != c.received+1 {
+		return "", false, fmt.Errorf("message %d after %d: a gap", f.Seq, c.received)
+	}
+	c.received = f.Seq
+	switch f.Kind {
+	case wire.KindPublish:
+		if c.TopicOffsets == nil {
+			c.TopicOffsets = map[string]uint64{}
+		}
+		c.TopicOffsets[f.Topic] = f.Offset
+	case wire.KindGap:
+		delete(c.TopicOffsets, f.Topic)
+		c.Gaps = append(c.Gaps, f.Topic)
+		return "", false, nil
+	}
+	return f.Data, true, nil
 }
 
 // Error is a non-2xx answer.
@@ -136,15 +195,14 @@ func (c *Client) result(status int, body string) (*Result, error) {
 	res.Frames = frames
 	for i, f := range frames {
 		switch f.Kind {
-		case wire.KindMessage:
-			if f.Seq <= c.received {
-				continue // a replay of something already had
+		case wire.KindMessage, wire.KindPublish, wire.KindGap:
+			data, ok, err := c.take(f)
+			if err != nil {
+				return res, err
 			}
-			if f.Seq != c.received+1 {
-				return res, fmt.Errorf("message %d after %d: a gap", f.Seq, c.received)
+			if ok {
+				res.Messages = append(res.Messages, data)
 			}
-			c.received = f.Seq
-			res.Messages = append(res.Messages, f.Data)
 		case wire.KindAck:
 			res.Ack = f.Seq
 			n := 0

@@ -131,15 +131,9 @@ func (s *Stream) NextComment() error {
 // Take applies one event to the client's state: it returns the message
 // text if the event is a new message (a replay is dropped), and fails on a gap.
 func (c *Client) Take(ev Event) (string, bool, error) {
-	if ev.Frame.Kind != wire.KindMessage {
-		return "", false, nil
+	switch ev.Frame.Kind {
+	case wire.KindMessage, wire.KindPublish, wire.KindGap:
+		return c.take(ev.Frame)
 	}
-	if ev.Frame.Seq <= c.received {
-		return "", false, nil
-	}
-	if ev.Frame.Seq != c.received+1 {
-		return "", false, fmt.Errorf("message %d after %d: a gap", ev.Frame.Seq, c.received)
-	}
-	c.received = ev.Frame.Seq
-	return ev.Frame.Data, true, nil
+	return "", false, nil
 }

@@ -468,7 +468,9 @@ func appendMessageEvent(dst []byte, m session.Message) []byte {
 	dst = append(dst, "id: "...)
 	dst = strconv.AppendUint(dst, m.Seq, 10)
 	dst = append(dst, '\n')
-	return appendEvent(dst, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
+	dst = append(dst, "data: "...)
+	dst = wire.AppendMessageJSON(dst, m) // a broadcast's escaped text is shared
+	return append(dst, '\n', '\n')
 }
 
 // appendEvent writes one frame as "data: <JSON string>\n\n".

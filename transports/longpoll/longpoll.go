@@ -302,31 +302,36 @@ func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
 	return wire.Frame{Kind: kind, Code: int(ce.Code), Data: ce.Reason}
 }
 
-// writeFrames writes msgs then extra as a batch, or as a JSONP call.
+// writeFrames writes msgs then extra as a batch, or as a JSONP call. A
+// broadcast message's frame is encoded (escaped, measured) once for every
+// session it goes to; only its sequence number is written per session.
 func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, msgs []session.Message, extra ...wire.Frame) {
-	var batch []byte
-	for _, m := range msgs {
-		batch = wire.AppendBatchFrame(batch, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
-	}
-	for _, f := range extra {
-		batch = wire.AppendBatchFrame(batch, f)
-	}
+	var out []byte
 	h := w.Header()
 	httpx.NoCache(h)
 	if callback != "" {
-		out := make([]byte, 0, len(batch)+len(callback)+16)
 		out = append(out, "/**/"...)
 		out = append(out, callback...)
-		out = append(out, '(')
-		out = wire.AppendJSString(out, string(batch))
-		out = append(out, ");"...)
+		out = append(out, '(', '"')
+		for _, m := range msgs {
+			out = wire.AppendBatchMessageJS(out, m)
+		}
+		for _, f := range extra {
+			out = wire.AppendBatchFrameJS(out, f)
+		}
+		out = append(out, `");`...)
 		h.Set("Content-Type", "application/javascript; charset=utf-8")
-		batch = out
 	} else {
+		for _, m := range msgs {
+			out = wire.AppendBatchMessage(out, m)
+		}
+		for _, f := range extra {
+			out = wire.AppendBatchFrame(out, f)
+		}
 		h.Set("Content-Type", "text/plain; charset=utf-8")
 	}
-	h.Set("Content-Length", strconv.Itoa(len(batch)))
-	_, _ = w.Write(batch)
+	h.Set("Content-Length", strconv.Itoa(len(out)))
+	_, _ = w.Write(out)
 }
 
 // callback returns the validated JSONP callback name, "" when none was

@@ -337,7 +337,8 @@ func (l *link) pumpOnce() bool {
 		if l.raw != nil {
 			buf = l.conn.AppendText(buf, m.Data)
 		} else {
-			buf = l.frame(buf, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
+			// A broadcast's frame tail is encoded once for every session.
+			buf = l.conn.AppendText(buf, string(wire.AppendMessage(nil, m)))
 		}
 		l.cursor = m.Seq
 	}

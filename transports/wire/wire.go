@@ -5,7 +5,6 @@
 package wire
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -29,18 +28,29 @@ const (
 	// KindEnd ends this transport connection but not the session (a newer
 	// poll took over, a stream was recycled): connect again and resume.
 	KindEnd Kind = 'x'
+	// KindPublish carries a message published to a topic: its sequence
+	// number in the session, its offset in the topic, the topic, the text.
+	// The client keeps the offset, to ask for what it missed after a reset.
+	KindPublish Kind = 'p'
+	// KindGap tells the client that messages of a topic were lost to it
+	// (history gone): it must resynchronise that topic. It has a sequence
+	// number, so it arrives in order with the messages around it.
+	KindGap Kind = 'g'
 )
 
 // MaxReasonBytes bounds a close reason, as RFC 6455 bounds a close frame's.
 const MaxReasonBytes = 123
 
-// Frame is one decoded frame. Seq is set for messages and acks, Code for
-// closes and ends; Data is a message's text or a close's reason.
+// Frame is one decoded frame. Seq is set for messages, publishes, gaps and
+// acks, Code for closes and ends; Data is a message's text or a close's
+// reason; Topic and Offset are set for publishes (Topic also for gaps).
 type Frame struct {
-	Kind Kind
-	Seq  uint64
-	Code int
-	Data string
+	Kind   Kind
+	Seq    uint64
+	Code   int
+	Data   string
+	Topic  string
+	Offset uint64
 }
 
 // ErrMalformed wraps every decoding error.
@@ -54,6 +64,13 @@ func AppendFrame(dst []byte, f Frame) []byte {
 		dst = strconv.AppendUint(dst, f.Seq, 10)
 		dst = append(dst, ':')
 		dst = append(dst, f.Data...)
+	case KindPublish:
+		dst = strconv.AppendUint(dst, f.Seq, 10)
+		dst = appendPublishTail(dst, f.Offset, f.Topic, f.Data)
+	case KindGap:
+		dst = strconv.AppendUint(dst, f.Seq, 10)
+		dst = append(dst, ':')
+		dst = append(dst, f.Topic...)
 	case KindAck:
 		dst = strconv.AppendUint(dst, f.Seq, 10)
 	case KindClose, KindEnd:
@@ -166,6 +183,22 @@ func ParseFrame(s string) (Frame, error) {
 			return Frame{}, fmt.Errorf("%w: message sequence number 0", ErrMalformed)
 		}
 		f.Data = data
+	case KindPublish:
+		if f.Seq, f.Offset, f.Topic, f.Data, err = parsePublish(rest); err != nil {
+			return Frame{}, err
+		}
+	case KindGap:
+		num, topic, ok := strings.Cut(rest, ":")
+		if !ok {
+			return Frame{}, fmt.Errorf("%w: gap frame without ':'", ErrMalformed)
+		}
+		if f.Seq, err = parseUint(num); err != nil {
+			return Frame{}, err
+		}
+		if f.Seq == 0 || topic == "" {
+			return Frame{}, fmt.Errorf("%w: gap frame with sequence number 0 or no topic", ErrMalformed)
+		}
+		f.Topic = topic
 	case KindAck:
 		if f.Seq, err = parseUint(rest); err != nil {
 			return Frame{}, err
@@ -253,12 +286,46 @@ func ParseBatch(s string, maxFrames int) ([]Frame, error) {
 // JSON requires (", \, control characters): for an event stream's data
 // line, which may contain no CR or LF. s must be valid UTF-8.
 func AppendJSONString(dst []byte, s string) []byte {
-	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
+	dst = appendJSONInner(dst, s)
+	return append(dst, '"')
+}
+
+// AppendJSString appends s as a JavaScript string literal that is safe inside
+// an HTML <script> (no "</script>", no U+2028/U+2029 line breaks): for JSONP.
+// It is valid JSON too. s must be valid UTF-8.
+func AppendJSString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendJSInner(dst, s)
+	return append(dst, '"')
+}
+
+func appendJSONInner(dst []byte, s string) []byte { return appendEscaped(dst, s, false) }
+
+func appendJSInner(dst []byte, s string) []byte { return appendEscaped(dst, s, true) }
+
+// appendEscaped appends s escaped for the inside of a JSON string literal;
+// forScript also escapes what a script element or an old JavaScript parser
+// would take as markup or a line break (<, >, &, U+2028, U+2029). Escaping
+// goes character by character, so escaping the pieces of a text one by one
+// gives the same as escaping the whole.
+func appendEscaped(dst []byte, s string, forScript bool) []byte {
+	const hex = "0123456789abcdef"
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
+		switch {
+		case c >= 0x20 && c != '"' && c != '\\' && (!forScript || (c != '<' && c != '>' && c != '&' && c != 0xE2)):
+			continue
+		case c == 0xE2:
+			// U+2028 and U+2029 are E2 80 A8 / E2 80 A9 in UTF-8.
+			if i+2 >= len(s) || s[i+1] != 0x80 || (s[i+2] != 0xA8 && s[i+2] != 0xA9) {
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hex[s[i+2]-0xA0])
+			i += 2
+			start = i + 1
 			continue
 		}
 		dst = append(dst, s[start:i]...)
@@ -276,16 +343,5 @@ func AppendJSONString(dst []byte, s string) []byte {
 		}
 		start = i + 1
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
-}
-
-// AppendJSString appends s as a JavaScript string literal that is safe inside
-// an HTML <script> (no "</script>", no U+2028/U+2029 line breaks): for JSONP.
-func AppendJSString(dst []byte, s string) []byte {
-	b, err := json.Marshal(s) // escapes <, >, &, U+2028 and U+2029; s is valid UTF-8
-	if err != nil {
-		panic(err) // cannot happen for a string
-	}
-	return append(dst, b...)
+	return append(dst, s[start:]...)
 }

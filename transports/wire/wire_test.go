@@ -6,6 +6,8 @@ import (
 	"testing"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/cometkit/cometkit/session"
 )
 
 func TestBatchRoundTrip(t *testing.T) {
@@ -152,6 +154,7 @@ func TestJSONString(t *testing.T) {
 
 func FuzzJSONString(f *testing.F) {
 	f.Add("m1:a\nb\"c\\")
+	f.Add("</script>\u2028\u2029&\xe2\x80")
 	f.Fuzz(func(t *testing.T, in string) {
 		if !utf8.ValidString(in) {
 			return
@@ -161,5 +164,112 @@ func FuzzJSONString(f *testing.F) {
 		if err := json.Unmarshal(out, &back); err != nil || back != in || strings.ContainsAny(string(out), "\r\n") {
 			t.Fatalf("%q -> %s -> %q (%v)", in, out, back, err)
 		}
+		// The JSONP form: the same string, and nothing a script element or
+		// an old parser would take as markup or a line break.
+		out = AppendJSString(nil, in)
+		back = ""
+		if err := json.Unmarshal(out, &back); err != nil || back != in || strings.ContainsAny(string(out), "\r\n<>&\u2028\u2029") {
+			t.Fatalf("JS %q -> %s -> %q (%v)", in, out, back, err)
+		}
+	})
+}
+
+// sharedEncodingsAgree checks that every encoder gives a shared message the
+// same bytes as the plain frame encoders, from the cache or not.
+func sharedEncodingsAgree(t *testing.T, m session.Message) {
+	t.Helper()
+	f := MessageFrame(m)
+	frame := AppendFrame(nil, f)
+	batch := AppendBatchFrame(nil, f)
+	for round := 0; round < 2; round++ { // the second round reads the cache
+		if got := AppendMessage(nil, m); string(got) != string(frame) {
+			t.Fatalf("AppendMessage %q, want %q", got, frame)
+		}
+		if got := AppendBatchMessage(nil, m); string(got) != string(batch) {
+			t.Fatalf("AppendBatchMessage %q, want %q", got, batch)
+		}
+		if got := AppendMessageJSON(nil, m); string(got) != string(AppendJSONString(nil, string(frame))) {
+			t.Fatalf("AppendMessageJSON %s, want %s", got, AppendJSONString(nil, string(frame)))
+		}
+		js := `"` + string(AppendBatchMessageJS(nil, m)) + `"`
+		if want := string(AppendJSString(nil, string(batch))); js != want {
+			t.Fatalf("AppendBatchMessageJS %s, want %s", js, want)
+		}
+	}
+	back, err := ParseBatch(string(batch), 1)
+	if err != nil || len(back) != 1 || back[0] != f {
+		t.Fatalf("round trip of %+v: %+v %v", f, back, err)
+	}
+}
+
+func TestSharedEncodings(t *testing.T) {
+	for _, sh := range []*session.Shared{
+		{Topic: "room:1", Offset: 7, Data: "hello"},
+		{Topic: "ünï😀:x", Offset: 18446744073709551615, Data: "a\nb\"c</script>\u2028😀"},
+		{Topic: "t", Offset: 0, Data: ""},
+		{Topic: "room:1", Gap: true},
+	} {
+		sharedEncodingsAgree(t, session.Message{Seq: 12, Data: sh.Data, Shared: sh})
+	}
+	sharedEncodingsAgree(t, session.Message{Seq: 3, Data: "plain <&> \u2029"})
+}
+
+// TestSharedEncodedOnce: the escaped form of a broadcast is made once, by the
+// first session, and every other session writes the very same bytes.
+func TestSharedEncodedOnce(t *testing.T) {
+	sh := &session.Shared{Topic: "news", Offset: 1, Data: strings.Repeat("é\"", 50)}
+	var firsts []*byte
+	for seq := uint64(1); seq <= 3; seq++ {
+		_ = AppendMessageJSON(nil, session.Message{Seq: seq, Data: sh.Data, Shared: sh})
+		firsts = append(firsts, &sh.Encoded(slotJSON, func(*session.Shared) session.Encoding {
+			t.Fatal("encoded again")
+			return session.Encoding{}
+		}).Bytes[0])
+	}
+	if firsts[0] != firsts[1] || firsts[1] != firsts[2] {
+		t.Fatal("each session got its own encoding")
+	}
+}
+
+func TestPublishAndGapFrames(t *testing.T) {
+	for s, want := range map[string]Frame{
+		"p3:9:4:roomhi":               {Kind: KindPublish, Seq: 3, Offset: 9, Topic: "room", Data: "hi"},
+		"p1:0:2:a😀":                   {Kind: KindPublish, Seq: 1, Topic: "a😀"[:1] + "", Data: "😀"},
+		"p1:5:3:a:b:c:d":              {Kind: KindPublish, Seq: 1, Offset: 5, Topic: "a:b", Data: ":c:d"},
+		"g4:room:1":                   {Kind: KindGap, Seq: 4, Topic: "room:1"},
+		"p2:18446744073709551615:1:t": {Kind: KindPublish, Seq: 2, Offset: 18446744073709551615, Topic: "t"},
+	} {
+		got, err := ParseFrame(s)
+		if s == "p1:0:2:a😀" { // a topic length ending inside a surrogate pair
+			if err == nil {
+				t.Fatalf("%q accepted as %+v", s, got)
+			}
+			continue
+		}
+		if err != nil || got != want {
+			t.Fatalf("%q: %+v %v, want %+v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"p0:1:1:t", "p1:1:0:", "p1:1:5:ab", "p1:1:t", "p1:01:1:t", "g0:t", "g1:", "g1", "p"} {
+		if f, err := ParseFrame(s); err == nil {
+			t.Fatalf("%q accepted as %+v", s, f)
+		}
+	}
+}
+
+// FuzzSharedEncodings: for any topic, offset and text, the shared (cached)
+// encoders write what the plain ones do, and it parses back.
+func FuzzSharedEncodings(f *testing.F) {
+	f.Add(uint64(1), uint64(5), "room:1", "hi", false)
+	f.Add(uint64(99), uint64(0), "😀:", "a\n\u2028</script>", true)
+	f.Fuzz(func(t *testing.T, seq, offset uint64, topic, data string, gap bool) {
+		if seq == 0 || topic == "" || !utf8.ValidString(topic) || !utf8.ValidString(data) {
+			return
+		}
+		sh := &session.Shared{Topic: topic, Offset: offset, Data: data, Gap: gap}
+		if gap {
+			sh.Offset, sh.Data = 0, ""
+		}
+		sharedEncodingsAgree(t, session.Message{Seq: seq, Data: sh.Data, Shared: sh})
 	})
 }

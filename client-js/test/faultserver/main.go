@@ -63,7 +63,13 @@ import (
 	"github.com/cometkit/cometkit/session"
 )
 
-// app is the application: echo, plus "flood N [MS]" and "close".
+// hub is the server's hub, for the app's topic commands.
+var hub *server.Hub
+
+// app is the application: echo, plus "flood N [MS]", "close", and for
+// topics: "sub T" (follow topic T, answered "subscribed T"), "pub T N W"
+// (publish W-0..W-N-1 to T) and "lose T N W" (forget this session at once,
+// as a node that went away would, then publish as pub does).
 func app(s *session.Session) {
 	ctx := s.Context()
 	for {
@@ -71,10 +77,28 @@ func app(s *session.Session) {
 		if err != nil {
 			return
 		}
+		f := strings.Fields(msg)
 		switch {
 		case msg == "close":
 			_ = s.Close(session.CodeNormal, "closed on request")
 			return
+		case len(f) == 2 && f[0] == "sub":
+			if err := hub.Subscribe(ctx, s, f[1]); err != nil && !errors.Is(err, server.ErrHistoryGone) {
+				return
+			}
+			if err := s.Send(ctx, "subscribed "+f[1]); err != nil {
+				return
+			}
+		case len(f) == 4 && (f[0] == "pub" || f[0] == "lose"):
+			n, _ := strconv.Atoi(f[2])
+			if f[0] == "lose" {
+				s.Terminate(session.CodeSessionUnknown, "session forgotten")
+			}
+			for i := 0; i < n; i++ {
+				if _, err := hub.Publish(context.Background(), f[1], f[3]+"-"+strconv.Itoa(i)); err != nil {
+					return
+				}
+			}
 		case strings.HasPrefix(msg, "flood "):
 			if !flood(ctx, s, msg) {
 				return
@@ -481,6 +505,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	hub = rt.Hub()
 	f := &faults{}
 	reg := &conns{set: map[*trackedConn]struct{}{}}
 	pg := page(base + "/echo/client.js")
