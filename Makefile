@@ -63,6 +63,8 @@ fuzz:
 	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzParseBatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzMessageRoundTrip$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzJSONString$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./transports/wire -run '^$$' -fuzz '^FuzzSharedEncodings$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzParseTopicOffsets$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/longpoll -run '^$$' -fuzz '^FuzzServeSend$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/websocket/hixie -run '^$$' -fuzz '^FuzzParseHandshake$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./transports/websocket/hixie -run '^$$' -fuzz '^FuzzReadFrames$$' -fuzztime $(FUZZTIME)

@@ -382,3 +382,25 @@ func TestNegotiateRefusesBadTopics(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseTopicOffsets: whatever a client sends as topics is either refused
+// or gives valid topic names, within the bounds.
+func FuzzParseTopicOffsets(f *testing.F) {
+	for _, s := range []string{`{"room:1":"7412281402982400001"}`, `{"a":"0","b":"18446744073709551615"}`, `{}`, `{"a":1}`, `[]`, `{"\u2028":"5"}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		got, err := parseTopicOffsets(v)
+		if err != nil {
+			return
+		}
+		if len(got) > maxTopicOffsets || len(v) > maxTopicOffsetsBytes {
+			t.Fatalf("%q accepted past the bounds: %d topics", v, len(got))
+		}
+		for topic := range got {
+			if checkTopic(topic) != nil {
+				t.Fatalf("%q accepted a bad topic %q", v, topic)
+			}
+		}
+	})
+}
