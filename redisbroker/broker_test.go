@@ -153,12 +153,14 @@ func TestPublishOnOneNodeReachesTheOther(t *testing.T) {
 	}
 }
 
-// A client had messages up to some offset on node B; its connection dies;
-// it comes back on node A and gets exactly what it missed, by offset.
+// A client had messages up to some offset on node B; its connection and
+// session die with the node; it comes back on node A with the offsets it
+// kept from the publish frames, and gets exactly what it missed — the
+// application on A only subscribes.
 func TestMovingToAnotherNodeRecoversByOffset(t *testing.T) {
 	p := prefix(t)
 	a, b := newNode(t, p), newNode(t, p)
-	cb, sb, err := b.join(t, "feed", 0)
+	c, sb, err := b.join(t, "feed", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,20 +172,37 @@ func TestMovingToAnotherNodeRecoversByOffset(t *testing.T) {
 		}
 		offsets = append(offsets, off)
 	}
-	if got := strings.Join(pollFor(t, cb, 3), ","); got != "m1,m2,m3" {
+	if got := strings.Join(pollFor(t, c, 3), ","); got != "m1,m2,m3" {
 		t.Fatalf("on B: %s", got)
+	}
+	if c.TopicOffsets["feed"] != offsets[2] {
+		t.Fatalf("the client kept offset %d, the third publish had %d", c.TopicOffsets["feed"], offsets[2])
 	}
 	sb.Terminate(session.CodeGoingAway, "node B lost") // the client's connection and session are gone
 	for i := 4; i <= 6; i++ {
 		a.srv.Hub().Publish(testCtx(t), "feed", fmt.Sprint("m", i))
 	}
-	ca, _, err := a.join(t, "feed", offsets[2]) // the client had up to m3
-	if err != nil {
+	c.Base = a.http.URL
+	if err := c.Renegotiate(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(testCtx(t), "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.srv.Hub().Subscribe(testCtx(t), <-a.opened, "feed"); err != nil {
 		t.Fatal(err)
 	}
 	a.srv.Hub().Publish(testCtx(t), "feed", "m7")
-	if got := strings.Join(pollFor(t, ca, 4), ","); got != "m4,m5,m6,m7" {
+	if got := strings.Join(pollFor(t, c, 4), ","); got != "m4,m5,m6,m7" {
 		t.Fatalf("on A after the move: %s", got)
+	}
+	// An app that carries offsets itself still can.
+	c2, _, err := a.join(t, "feed", offsets[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(pollFor(t, c2, 5), ","); got != "m3,m4,m5,m6,m7" {
+		t.Fatalf("SubscribeFrom: %s", got)
 	}
 }
 
@@ -207,6 +226,9 @@ func TestHistoryBoundsTellAResetPlainly(t *testing.T) {
 	}
 	if got, err := br.History(testCtx(t), "t", offs[2], 2); err != nil || len(got) != 2 {
 		t.Fatalf("with a limit: %d %v", len(got), err)
+	}
+	if _, err := br.History(testCtx(t), "t", offs[5]+1, 0); !errors.Is(err, server.ErrHistoryGone) {
+		t.Fatalf("from past the newest (another history's offset): %v", err)
 	}
 	if _, err := br.History(testCtx(t), "never-written", 12345, 0); !errors.Is(err, server.ErrHistoryGone) {
 		t.Fatalf("an offset into a topic with no stream: %v", err)
