@@ -103,10 +103,10 @@ export default class CometKit {
 
   /**
    * Queues a text message; it is delivered exactly once, across reconnects.
-   * Throws when closing or closed, for a message over the server's maxMessage
-   * (UTF-8 bytes), and over JSONP for one too long for a URL (~1,700 characters
-   * once percent-encoded). A message the server refuses fires "error" with
-   * ev.message and is dropped; later messages still go.
+   * Throws when closing or closed, and for a message over the server's
+   * maxMessage (UTF-8 bytes). Over JSONP, a message too long for a URL goes by
+   * a form POSTed into a hidden iframe. A message the server refuses fires
+   * "error" with ev.message and is dropped; later messages still go.
    */
   send(data: string): void;
   /** Closes the session after sending what is queued. code: 1000 (default) or 3000-4999. */

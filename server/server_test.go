@@ -569,6 +569,23 @@ func TestFormPostSend(t *testing.T) {
 	if got := rc.next(t); got != "from a form" {
 		t.Fatalf("got %q", got)
 	}
+	// The iframe form of old IE: the batch percent-encoded in field e, so
+	// that line breaks in it (and in the message) survive the form.
+	batch := string(wire.AppendBatchFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: 2, Data: "two\nlines, ünï"}))
+	form = url.Values{"e": {url.QueryEscape(batch)}}
+	resp, body = do(t, ts, http.MethodPost, c.URL("send", nil),
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, strings.NewReader(form.Encode()))
+	if resp.StatusCode != http.StatusOK || body != "2:a2\n" {
+		t.Fatalf("iframe form post: %d %q", resp.StatusCode, body)
+	}
+	if got := rc.next(t); got != "two\nlines, ünï" {
+		t.Fatalf("got %q", got)
+	}
+	resp, body = do(t, ts, http.MethodPost, c.URL("send", nil),
+		http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, strings.NewReader("e=%25zz"))
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "bad_body") {
+		t.Fatalf("bad field e: %d %q", resp.StatusCode, body)
+	}
 }
 
 func TestNoCacheHeaders(t *testing.T) {

@@ -48,6 +48,39 @@ var CometKit = (function (env) {
       return "\\u" + (c.charCodeAt(0) + 0x10000).toString(16).substring(1);
     }) + '"';
   }
+  // formPost sends body (a batch) by a form POSTed into a hidden iframe: the
+  // way IE6-9 send across origins more than a URL holds. The batch goes
+  // percent-encoded in field e, as forms rewrite line breaks and charsets.
+  function formPost(url, body, done) {
+    var doc = env.document, id = "ckf" + (++jsonpSeq), form = doc.createElement("form"), input = doc.createElement("input"), frame, finished = false,
+      timer = env.setTimeout(function () { end(0); }, 30000);
+    function end(st) {
+      if (finished) { return; }
+      finished = true;
+      env.clearTimeout(timer);
+      frame.onload = frame.onreadystatechange = null;
+      env.setTimeout(function () { // not from the frame's own load handler: old IE objects
+        if (frame.parentNode) { frame.parentNode.removeChild(frame); }
+        if (form.parentNode) { form.parentNode.removeChild(form); }
+      }, 0);
+      done(st);
+    }
+    try { frame = doc.createElement('<iframe name="' + id + '">'); } catch (e) { frame = doc.createElement("iframe"); } // IE6/7 ignore a name set later
+    frame.name = id;
+    frame.style.display = form.style.display = "none";
+    form.method = "POST";
+    form.action = url;
+    form.target = id;
+    input.type = "hidden";
+    input.name = "e";
+    input.value = enc(body);
+    form.appendChild(input);
+    doc.body.appendChild(frame);
+    doc.body.appendChild(form);
+    frame.onload = function () { end(200); }; // set after insertion: a blank frame's own load has passed
+    frame.onreadystatechange = function () { if (frame.readyState === "complete") { end(200); } };
+    form.submit();
+  }
   function parseJSON(s) { return env.JSON ? env.JSON.parse(s) : eval("(" + s + ")"); } // negotiate answers hold only server-made ASCII
 
   function origin(u) {
@@ -357,8 +390,6 @@ var CometKit = (function (env) {
     if (this.readyState > 1) { throw new Error("CometKit is closing or closed"); }
     data = "" + data;
     if (utf8len(data) > this.maxMessage) { throw new Error("message over " + this.maxMessage + " bytes"); }
-    // JSONP sends go in a URL, which IE cuts at 2,083 characters.
-    if (this.mode === "jsonp" && enc(data).length > 1700) { throw new Error("message too long to send by JSONP"); }
     this.out.push({ s: ++this.seq, d: data });
     this.flush();
   };
@@ -398,7 +429,7 @@ var CometKit = (function (env) {
     body += batchFrame("a" + ack);
     if (this.closeFrame && i === this.out.length) { body += batchFrame(this.closeFrame); closing = true; }
     this.posting = true;
-    request(this.mode, jsonp ? "GET" : "POST", url, body, function (st, text) {
+    function done(st, text) {
       self.posting = false;
       if (sgen !== self.sgen || self.readyState === 3) { return; }
       var e;
@@ -434,7 +465,18 @@ var CometKit = (function (env) {
         env.clearTimeout(self.postTimer);
         self.postTimer = env.setTimeout(function () { self.flush(); }, Math.min(10000, 500 * Math.pow(2, self.sendTries)));
       }
-    }, 30000);
+    }
+    if (jsonp && size > limit) {
+      // Too long for a URL: a form POSTed into a hidden iframe carries it.
+      // Its answer cannot be read across origins, so a JSONP send with only
+      // our ack then fetches the server's acknowledgement.
+      formPost(url, body, function (st) {
+        if (st !== 200) { done(st, ""); return; }
+        request("jsonp", "GET", url, batchFrame("a" + ack), done, 30000);
+      });
+    } else {
+      request(this.mode, jsonp ? "GET" : "POST", url, body, done, 30000);
+    }
   };
 
   // lost: connection gen failed. timeout: it failed by timing out, not

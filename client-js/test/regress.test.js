@@ -267,17 +267,38 @@ test("review 11: a WebSocket close 1009 (message too big) makes an endless recon
   assert.ok(Math.max(...delays) > 2000 && b.sockets.length < 15, `${b.sockets.length} sockets; max delay ${Math.max(...delays).toFixed(0)} ms`);
 });
 
-test("review 12: JSONP sends exceed IE's 2083-character URL limit", () => {
+test("review 12: JSONP sends exceed IE's 2083-character URL limit; longer messages go by a form in a hidden iframe", () => {
   const b = fakeBrowser({ noWebSocket: true, noEventSource: true });
   const scripts = [];
   CometKit.env.XMLHttpRequest = function () {};
-  CometKit.env.document = { createElement: () => ({}), getElementsByTagName: () => [{ appendChild: (s) => scripts.push(s) }] };
+  const forms = [];
+  const el = (tag) => ({ tag, style: {}, kids: [], appendChild(k) { this.kids.push(k); }, submit() { forms.push(this); } });
+  const body = el("body");
+  CometKit.env.document = { createElement: el, body, getElementsByTagName: () => [{ appendChild: (s) => scripts.push(s) }] };
   const c = new CometKit("http://other.test/rt");
   const cb = (s) => CometKit.env.__cometkit[/callback=__cometkit\.(c\d+)/.exec(s.src)[1]];
   cb(scripts[0])({ v: 1, sid: "s9", token: "t", transports: ["longpoll"], heartbeat: 25000 });
   cb(scripts[1])("2:a0\n"); // the probe
-  // 400 CJK characters: 1200 UTF-8 bytes, 3600 characters once percent-encoded: no URL can carry it.
-  assert.throws(() => c.send("\u4f60\u597d".repeat(200)), /too long to send by JSONP/);
+  // 400 CJK characters: 1200 UTF-8 bytes, 3600 characters once percent-encoded: no URL can carry
+  // it, so a form POSTed into a hidden iframe does, its batch percent-encoded in field e.
+  const big = "\u4f60\u597d".repeat(200);
+  c.send(big);
+  assert.strictEqual(forms.length, 1, "a form carries the long message");
+  const [form] = forms;
+  const frame = body.kids.find((k) => k.name === form.target);
+  assert.ok(frame && /\/send\?/.test(form.action) && form.method === "POST", "posted into the hidden frame");
+  assert.strictEqual(decodeURIComponent(form.kids[0].value), "403:m1:" + big + "\n2:a0\n");
+  const sends = () => scripts.filter((s) => /\/send\?/.test(s.src)).length;
+  const before = sends();
+  c.send("next"); // waits: one send at a time
+  assert.strictEqual(sends(), before);
+  frame.onload(); // the frame's answer cannot be read: the ack comes by JSONP
+  const ackSend = scripts.filter((s) => /\/send\?/.test(s.src)).pop();
+  assert.match(ackSend.src, /[?&]d=2%3Aa0%0A&/, "an ack-only JSONP send");
+  cb(ackSend)("2:a1\n");
+  const next = scripts.filter((s) => /\/send\?/.test(s.src)).pop();
+  assert.match(decodeURIComponent(/[?&]d=([^&]*)/.exec(next.src)[1]), /^7:m2:next\n/, "then the next message, by JSONP");
+  cb(next)("2:a2\n");
   for (let i = 0; i < 6; i++) c.send("\u4f60\u597d".repeat(90)); // each fits alone; together they must be split
   const send = scripts.filter((s) => /\/send\?/.test(s.src)).pop();
   assert.ok(send.src.length <= 2083, `JSONP send URL is ${send.src.length} characters`);

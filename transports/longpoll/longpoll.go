@@ -201,11 +201,21 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "form body: "+err.Error())
 				return
 			}
-			if !form.Has("d") {
-				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "a form-encoded send carries its batch in the field d")
+			switch {
+			case form.Has("d"):
+				body = form.Get("d")
+			case form.Has("e"):
+				// A form POSTed from a hidden iframe (IE6-9 across origins):
+				// browsers rewrite line breaks in form values to CRLF and
+				// guess at charsets, so the batch comes percent-encoded.
+				if body, err = url.QueryUnescape(form.Get("e")); err != nil {
+					lp.refuse(w, r, http.StatusBadRequest, "bad_body", "field e: "+err.Error())
+					return
+				}
+			default:
+				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "a form-encoded send carries its batch in the field d (or e, percent-encoded)")
 				return
 			}
-			body = form.Get("d")
 		}
 	default:
 		w.Header().Set("Allow", "GET, POST, OPTIONS")
