@@ -20,6 +20,7 @@ import (
 type Hub struct {
 	broker     Broker
 	onPresence func(PresenceEvent)
+	noResume   bool // Options.DisableTopicResume
 
 	mu     sync.Mutex
 	topics map[string]*hubTopic
@@ -52,8 +53,8 @@ var (
 	ErrBadTopic = errors.New("hub: topic name must be 1-200 bytes of UTF-8")
 )
 
-func newHub(b Broker, onPresence func(PresenceEvent)) *Hub {
-	return &Hub{broker: b, onPresence: onPresence, topics: map[string]*hubTopic{}, joined: map[*session.Session]map[string]bool{}}
+func newHub(b Broker, onPresence func(PresenceEvent), noResume bool) *Hub {
+	return &Hub{broker: b, onPresence: onPresence, noResume: noResume, topics: map[string]*hubTopic{}, joined: map[*session.Session]map[string]bool{}}
 }
 
 func checkTopic(t string) error {
@@ -66,39 +67,67 @@ func checkTopic(t string) error {
 // Subscribe adds s to topic: from now on it receives what is published there.
 // If s's client followed topic in an earlier session (it says so when it
 // negotiates, see session.Info.TopicOffsets), s first gets what it missed
-// since, as SubscribeFrom does: the application need not carry offsets.
+// since, from the topic's history, as SubscribeFrom does — the application
+// need not carry offsets. If the history no longer holds all of it, the
+// client is sent a gap notice for the topic (its "gap" event: resynchronise
+// that topic) and Subscribe succeeds. Options.DisableTopicResume turns this off.
 func (h *Hub) Subscribe(ctx context.Context, s *session.Session, topic string) error {
-	if off, ok := s.TakeTopicOffset(topic); ok {
-		return h.SubscribeFrom(ctx, s, topic, off)
+	if !h.noResume {
+		if off, ok := s.TopicOffset(topic); ok {
+			err := h.subscribeFrom(ctx, s, topic, off)
+			if errors.Is(err, ErrHistoryGone) {
+				return nil // the client has been told, with a gap notice
+			}
+			return err
+		}
 	}
-	_, err := h.join(ctx, s, topic, false)
+	_, _, err := h.join(ctx, s, topic, false, 0)
 	return err
 }
 
 // SubscribeFrom adds s to topic and first gives it, in order, the topic's
 // messages after offset (the last one its client had, say before it moved to
-// this node), then the live ones, none twice. If the history no longer
-// reaches back that far, s is subscribed from now, its client is sent a gap
-// notice for the topic (it must resynchronise it), and SubscribeFrom fails
-// with ErrHistoryGone, for an application that sends a snapshot instead.
+// this node), then the live ones, none twice. If the history cannot give all
+// of them (gone, or the broker failed), s is subscribed from now, its client
+// is sent a gap notice for the topic (it must resynchronise it), and
+// SubscribeFrom returns the error (ErrHistoryGone when the history no longer
+// reaches back), for an application that sends a snapshot instead. If s is
+// already subscribed, it has had everything since it joined, and nothing
+// happens.
 func (h *Hub) SubscribeFrom(ctx context.Context, s *session.Session, topic string, offset uint64) error {
-	m, err := h.join(ctx, s, topic, true)
+	return h.subscribeFrom(ctx, s, topic, offset)
+}
+
+func (h *Hub) subscribeFrom(ctx context.Context, s *session.Session, topic string, offset uint64) error {
+	m, isNew, err := h.join(ctx, s, topic, true, offset)
 	if err != nil {
-		return err
+		return err // the client's offset stays, for a retry
+	}
+	s.ForgetTopicOffset(topic) // used once: later it has had what followed
+	if !isNew {
+		return nil
 	}
 	hist, herr := h.broker.History(ctx, topic, offset, 0)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	m.last = offset
-	if herr == nil {
+	if t := h.topics[topic]; t == nil || t.members[s] != m {
+		return nil // it left (or was closed) while the history was read
+	}
+	if herr != nil {
+		// Nothing can say what the client missed: tell it, and go on live.
+		m.last = 0
+		h.notifyGap(s, topic, &session.Shared{Topic: topic, Gap: true})
+	} else {
 		for _, e := range hist {
 			h.give(topic, s, m, sharedOf(e))
 		}
-	} else if errors.Is(herr, ErrHistoryGone) {
-		h.notifyGap(s, topic, &session.Shared{Topic: topic, Gap: true})
 	}
 	for _, e := range m.held {
-		h.give(topic, s, m, sharedOf(e))
+		if e.Gap {
+			h.notifyGap(s, topic, sharedOf(e))
+		} else {
+			h.give(topic, s, m, sharedOf(e))
+		}
 	}
 	m.held, m.catching = nil, false
 	if herr != nil {
@@ -107,12 +136,15 @@ func (h *Hub) SubscribeFrom(ctx context.Context, s *session.Session, topic strin
 	return nil
 }
 
-func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catching bool) (*member, error) {
+// join makes s a member of topic. A new member that is catching up (from
+// offset from) holds live entries until its history is given; an existing
+// member is left as it is.
+func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catching bool, from uint64) (*member, bool, error) {
 	if err := checkTopic(topic); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if st := s.State(); st >= session.Closing {
-		return nil, s.Err()
+		return nil, false, s.Err()
 	}
 	h.mu.Lock()
 	t := h.topics[topic]
@@ -129,7 +161,7 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 				delete(h.topics, topic)
 			}
 			h.mu.Unlock()
-			return nil, fmt.Errorf("hub: subscribing to %q: %w", topic, err)
+			return nil, false, fmt.Errorf("hub: subscribing to %q: %w", topic, err)
 		}
 		switch cur := h.topics[topic]; {
 		case cur == t || cur == nil: // ours, or emptied and dropped meanwhile
@@ -143,19 +175,21 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 	m := t.members[s]
 	isNew := m == nil
 	if isNew {
-		m = &member{}
+		m = &member{catching: catching}
+		if catching {
+			m.last = from
+		}
 		t.members[s] = m
 		if h.joined[s] == nil {
 			h.joined[s] = map[string]bool{}
 		}
 		h.joined[s][topic] = true
 	}
-	m.catching = catching
 	h.mu.Unlock()
 	if isNew && h.onPresence != nil {
 		h.onPresence(PresenceEvent{Topic: topic, Session: s, Joined: true})
 	}
-	return m, nil
+	return m, isNew, nil
 }
 
 // deliver fans an entry out to this node's members of its topic.
@@ -171,12 +205,12 @@ func (h *Hub) deliver(e Entry) {
 	sh := sharedOf(e)
 	for s, m := range t.members {
 		switch {
+		case m.catching: // in order after its history, gaps too
+			m.held = append(m.held, e)
 		case e.Gap:
 			// Messages this member should have had are lost: its client
 			// must resynchronise the topic, and is told so, never left short.
 			h.notifyGap(s, e.Topic, sh)
-		case m.catching:
-			m.held = append(m.held, e)
 		default:
 			h.give(e.Topic, s, m, sh)
 		}
@@ -207,10 +241,15 @@ func (h *Hub) notifyGap(s *session.Session, topic string, sh *session.Shared) {
 	}
 }
 
-// Unsubscribe removes s from topic.
+// Unsubscribe removes s from topic. Its client is told (in order with its
+// messages) to forget its offset in the topic, so that a later session does
+// not replay what was published after it left.
 func (h *Hub) Unsubscribe(s *session.Session, topic string) {
 	h.mu.Lock()
 	left := h.leaveLocked(s, topic)
+	if left {
+		_ = s.OfferShared(&session.Shared{Topic: topic, Left: true})
+	}
 	h.mu.Unlock()
 	if left && h.onPresence != nil {
 		h.onPresence(PresenceEvent{Topic: topic, Session: s, Joined: false})

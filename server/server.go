@@ -81,6 +81,14 @@ type Options struct {
 	// OnPresence, if set, is told when a session joins or leaves a topic on
 	// this node. It must not block.
 	OnPresence func(PresenceEvent)
+	// DisableTopicResume stops Hub.Subscribe from replaying a topic's
+	// history from the offset the client says it had (see Hub.Subscribe).
+	// The client picks that offset: with resume on, a session the
+	// application subscribes to a topic can read whatever of the topic's
+	// history the broker still keeps (default 5 minutes). Set this where a
+	// member must not see what was published before it joined, and call
+	// SubscribeFrom with offsets the application trusts instead.
+	DisableTopicResume bool
 }
 
 // Server is the http.Handler. Create it with New.
@@ -175,7 +183,7 @@ func New(h Handler, opts Options) (*Server, error) {
 	if broker == nil {
 		broker = &MemoryBroker{}
 	}
-	s.hub = newHub(broker, opts.OnPresence)
+	s.hub = newHub(broker, opts.OnPresence, opts.DisableTopicResume)
 	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed}
 	return s, nil
 }
@@ -672,8 +680,8 @@ func parseTopicOffsets(v string) (map[string]uint64, error) {
 		return nil, fmt.Errorf("topics is over %d bytes", maxTopicOffsetsBytes)
 	}
 	var raw map[string]string
-	if err := json.Unmarshal([]byte(v), &raw); err != nil {
-		return nil, fmt.Errorf("topics must be a JSON object of topic to offset string: %v", err)
+	if err := json.Unmarshal([]byte(v), &raw); err != nil || raw == nil {
+		return nil, fmt.Errorf("topics must be a JSON object of topic to offset string (%v)", err)
 	}
 	if len(raw) > maxTopicOffsets {
 		return nil, fmt.Errorf("topics names %d topics, at most %d", len(raw), maxTopicOffsets)

@@ -141,7 +141,7 @@ type Info struct {
 	// TopicOffsets are the topics the client followed in an earlier session
 	// (before a reset, or on another node) and the offset of the last
 	// message it had of each. The hub's Subscribe resumes each such topic
-	// from there, once (see TakeTopicOffset).
+	// from there, once (see TopicOffset).
 	TopicOffsets map[string]uint64
 }
 
@@ -314,16 +314,23 @@ func (s *Session) Err() error {
 	return s.closeErr
 }
 
-// TakeTopicOffset returns the offset the client said it had of topic when
-// the session was made, the first time it is asked for that topic: a later
-// subscription to the same topic in this session starts from now, as the
-// client has had what came before it in this session.
-func (s *Session) TakeTopicOffset(topic string) (offset uint64, ok bool) {
+// TopicOffset returns the offset the client said it had of topic when the
+// session was made (Info.TopicOffsets), until ForgetTopicOffset: the hub
+// resumes the topic from there on the session's first subscription to it.
+func (s *Session) TopicOffset(topic string) (offset uint64, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	offset, ok = s.topicOffsets[topic]
-	delete(s.topicOffsets, topic)
 	return offset, ok
+}
+
+// ForgetTopicOffset drops the client's offset of topic once it has been used:
+// a later subscription to the topic in this session starts from now, as the
+// client has had, in this session, what came before.
+func (s *Session) ForgetTopicOffset(topic string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.topicOffsets, topic)
 }
 
 // Send queues a text message for the client. It returns once the message is

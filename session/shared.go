@@ -26,6 +26,9 @@ type Shared struct {
 	// Gap marks a notice instead of a message: the client missed messages of
 	// Topic that are gone and must resynchronise that topic. Data is empty.
 	Gap bool
+	// Left marks a notice that the session no longer follows Topic: the
+	// client forgets its offset there. Data is empty.
+	Left bool
 	// Data is the message text (the same string as the Message's Data).
 	Data string
 
@@ -53,3 +56,8 @@ func (sh *Shared) Encoded(slot int, encode func(*Shared) Encoding) *Encoding {
 	}
 	return sh.enc[slot].Load()
 }
+
+// Notice reports whether m is a notice about a topic (a gap, or leaving it)
+// rather than a message with application data: a transport with no framing
+// of its own (a raw WebSocket) skips it.
+func (m Message) Notice() bool { return m.Shared != nil && (m.Shared.Gap || m.Shared.Left) }

@@ -158,7 +158,8 @@ var CometKit = (function (env) {
     this.transport = "";
     this.ls = {};
     this.rcv = 0;     // highest server sequence number received
-    this.offsets = {}; // "~" + topic: offset (a decimal string) of the last message had from it
+    this.offsets = {}; // "~" + topic: {o: offset (a decimal string) of the last message had from it, t: when}
+    this.heard = this.formFails = 0;
     this.ackd = 0;    // highest of those acknowledged to the server
     this.out = [];    // our messages not yet acknowledged: {s: seq, d: text}
     this.seq = 0;     // last sequence number given to a message of ours
@@ -260,6 +261,7 @@ var CometKit = (function (env) {
       var n;
       if (st === -1 && self.mode !== "jsonp") { self.mode = "jsonp"; self.negotiate(); return; }
       try { n = st === 200 ? (typeof text === "string" ? parseJSON(text) : text) : null; } catch (e) { n = null; }
+      if (st === 400) { self.offsets = {}; } // topics refused: start the topics afresh rather than never
       if (!n || !n.sid) { self.backoff(function () { self.negotiate(); }); return; }
       if (self.sid) { // a new session in place of the old one: the application must resynchronise
         self.rcv = self.ackd = self.seq = 0;
@@ -278,12 +280,29 @@ var CometKit = (function (env) {
   // topicsQuery tells a new session where the client was in each topic, so
   // that the server replays what it missed: ?topics={"room":"123"} (no JSON
   // object needed; offsets stay strings, they may pass 2^53).
+  // The most recently heard topics first, as many as fit a URL old IE takes
+  // (JSONP) or the server's bound.
   P.topicsQuery = function () {
-    var k, parts = [];
-    for (k in this.offsets) {
-      if (k.charAt(0) === "~" && parts.length < 64) { parts.push(quote(k.substring(1)) + ":" + quote(this.offsets[k])); }
+    var k, list = [], i, q = "", p, room = this.mode === "jsonp" ? 1200 : 6000;
+    for (k in this.offsets) { if (k.charAt(0) === "~") { list.push(k); } }
+    var o = this.offsets;
+    list.sort(function (a, b) { return o[b].t - o[a].t; });
+    for (i = 0; i < list.length && i < 64; i++) {
+      p = enc((q ? "," : "") + quote(list[i].substring(1)) + ":" + quote(o[list[i]].o));
+      if (q.length + p.length > room) { break; }
+      q += p;
     }
-    return parts.length ? "?topics=" + enc("{" + parts.join(",") + "}") : "";
+    return q ? "?topics=" + enc("{") + q + enc("}") : "";
+  };
+
+  // keep remembers topic's offset; at most 64 topics, the least recently heard go.
+  P.keep = function (topic, offset) {
+    var k, old, n = 0, o = this.offsets;
+    if (!o["~" + topic]) {
+      for (k in o) { if (k.charAt(0) === "~") { n++; if (!old || o[k].t < o[old].t) { old = k; } } }
+      if (n >= 64) { delete o[old]; }
+    }
+    o["~" + topic] = { o: offset, t: ++this.heard };
   };
 
   // start tries the transports from the best one.
@@ -349,7 +368,7 @@ var CometKit = (function (env) {
   };
   P.frame = function (f) {
     var k = f.charAt(0), c = f.indexOf(":"), n = +f.substring(1, c < 0 ? f.length : c), self = this;
-    if (k === "m" || k === "p" || k === "g") {
+    if (k === "m" || k === "p" || k === "g" || k === "u") {
       if (n <= this.rcv) { return; } // a replay
       if (n !== this.rcv + 1) { this.lost(this.gen); return; } // a gap: resume from what we have
       this.rcv = n;
@@ -360,11 +379,11 @@ var CometKit = (function (env) {
         o = d.indexOf(":");
         t = d.indexOf(":", o + 1);
         n = +d.substring(o + 1, t);
-        this.offsets["~" + d.substr(t + 1, n)] = d.substring(0, o);
+        this.keep(d.substr(t + 1, n), d.substring(0, o));
         this.fire("message", { data: d.substring(t + 1 + n), topic: d.substr(t + 1, n), offset: d.substring(0, o) });
-      } else { // messages of this topic were lost to us: the application resynchronises it
+      } else { // g: messages of this topic were lost to us, the application resynchronises it; u: we left it
         delete this.offsets["~" + d];
-        this.fire("gap", { topic: d });
+        if (k === "g") { this.fire("gap", { topic: d }); }
       }
       if (this.rcv - this.ackd >= this.o.ackEvery) { this.flush(); } else if (!this.ackTimer && this.readyState < 2) {
         this.ackTimer = env.setTimeout(function () { self.ackTimer = null; self.flush(); }, 1000);
@@ -413,7 +432,7 @@ var CometKit = (function (env) {
   P.post = function () {
     if (this.posting || !this.sid) { return; }
     var self = this, jsonp = this.mode === "jsonp", url = this.sessionURL("send"), sgen = this.sgen,
-      limit = jsonp ? 1900 - url.length : (1 << 20) - 64, body = "", size = 0, f, n, i, ack = this.rcv, closing = false;
+      limit = jsonp ? 1900 - url.length : (1 << 20) - 64, body = "", size = 0, f, n, i, ack = this.rcv, closing = false, last;
     for (i = 0; i < this.out.length; i++) {
       f = batchFrame("m" + this.out[i].s + ":" + this.out[i].d);
       n = jsonp ? enc(f).length : utf8len(f);
@@ -465,9 +484,18 @@ var CometKit = (function (env) {
       // Too long for a URL: a form POSTed into a hidden iframe carries it.
       // Its answer cannot be read across origins, so a JSONP send with only
       // our ack then fetches the server's acknowledgement.
+      last = this.out[i - 1].s;
       formPost(url, body, function (st) {
         if (st !== 200) { done(st, ""); return; }
-        request("jsonp", "GET", url, batchFrame("a" + ack), done, 30000);
+        request("jsonp", "GET", url, batchFrame("a" + ack), function (st, text) {
+          var a = /(^|\n)\d+:a(\d+)\n/.exec(st === 200 ? text : "");
+          if (!a || +a[2] >= last) { self.formFails = 0; done(st, text); return; }
+          // The form was refused (too large for the server, say): it cannot
+          // say why; after three tries the message is dropped as refused.
+          if (++self.formFails < 3) { done(0, ""); return; }
+          self.formFails = 0;
+          done(413, '{"error":"refused","ack":' + a[2] + "}");
+        }, 30000);
       });
     } else {
       request(this.mode, jsonp ? "GET" : "POST", url, body, done, 30000);

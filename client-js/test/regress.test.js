@@ -416,3 +416,73 @@ test("review 3d: server restart with one unacknowledged message: two negotiates,
   const open = b.streams.filter((s) => !s.closed).map((s) => s.url.replace(/\?.*/, ""));
   assert.deepStrictEqual({ negs, open }, { negs: 1, open: ["http://app.test/rt/s/s2/eventstream"] }, log.join(","));
 });
+
+// A second review, of topic offsets and the iframe form (session 2).
+
+test("review 2-1: a u frame forgets the topic; at most 64 topics are kept, the most recent sent first within a URL budget", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt");
+  b.negotiate();
+  const ws = b.lastSocket();
+  ws.onmessage({ data: "h" });
+  let seq = 0;
+  for (let i = 0; i < 70; i++) ws.onmessage({ data: `p${++seq}:${1000 + i}:${String(i).length + 5}:room:${i}x` });
+  ws.onmessage({ data: `p${++seq}:2000:6:room:3x` }); // room:3 heard again: the most recent
+  ws.onmessage({ data: `u${++seq}:room:69` }); // left room:69
+  ws.onmessage({ data: "c4004:gone" });
+  b.tick(500);
+  const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
+  const topics = JSON.parse(new URL(x.url, "http://app.test").searchParams.get("topics"));
+  const names = Object.keys(topics);
+  assert.ok(!("room:69" in topics), "left: forgotten");
+  assert.ok(!("room:0" in topics) && !("room:5" in topics), "the least recently heard went");
+  assert.strictEqual(names[0], "room:3", "most recent first");
+  assert.strictEqual(topics["room:3"], "2000");
+  assert.ok(names.length <= 64 && x.url.length < 7000, `${names.length} topics, ${x.url.length} characters`);
+});
+
+test("review 2-2: a negotiate refused 400 (topics the server will not take) starts without them", () => {
+  const b = fakeBrowser();
+  const c = new CometKit("/rt");
+  b.negotiate();
+  const ws = b.lastSocket();
+  ws.onmessage({ data: "p1:5:4:room" });
+  ws.onmessage({ data: "c4004:gone" });
+  b.tick(500);
+  const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
+  assert.match(x.url, /topics=/);
+  x.respond(400, '{"error":"bad_topics"}');
+  b.tick(10000);
+  const y = b.pending((x) => /\/negotiate/.test(x.url))[0];
+  assert.ok(y && !/topics=/.test(y.url), "retried without topics: " + (y && y.url));
+});
+
+test("review 2-3: a form the server refuses is retried, then dropped with an error, and the next message goes", () => {
+  const b = fakeBrowser({ noWebSocket: true, noEventSource: true });
+  const scripts = [];
+  const forms = [];
+  CometKit.env.XMLHttpRequest = function () {};
+  const el = (tag) => ({ tag, style: {}, kids: [], appendChild(k) { this.kids.push(k); }, submit() { forms.push(this); } });
+  const body = el("body");
+  CometKit.env.document = { createElement: el, body, getElementsByTagName: () => [{ appendChild: (s) => scripts.push(s) }] };
+  const c = new CometKit("http://other.test/rt");
+  const errors = [];
+  c.onerror = (e) => errors.push(e.message);
+  const cb = (s) => CometKit.env.__cometkit[/callback=__cometkit\.(c\d+)/.exec(s.src)[1]];
+  cb(scripts[0])({ v: 1, sid: "s9", token: "t", transports: ["longpoll"], heartbeat: 25000 });
+  cb(scripts[1])("2:a0\n"); // the probe
+  const big = "x".repeat(3000);
+  c.send(big);
+  c.send("small");
+  for (let round = 0; round < 3; round++) {
+    assert.strictEqual(forms.length, round + 1, "form post " + (round + 1));
+    const frame = body.kids.find((k) => k.name === forms[round].target);
+    frame.onload();
+    const ackSend = scripts.filter((s) => /\/send\?/.test(s.src)).pop();
+    cb(ackSend)("2:a0\n"); // the server accepted nothing: the form was refused
+    b.tick(5000); // the backoff (short of the held poll's own timeout)
+  }
+  assert.deepStrictEqual(errors, [big], "dropped as refused, once");
+  const sent = scripts.filter((s) => /\/send\?/.test(s.src)).map((s) => decodeURIComponent(/[?&]d=([^&]*)/.exec(s.src)[1]));
+  assert.ok(sent.some((d) => /^8:m1:small\n/.test(d)), "the next message, renumbered: " + JSON.stringify(sent));
+});

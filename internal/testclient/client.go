@@ -76,7 +76,7 @@ func (c *Client) Renegotiate(ctx context.Context) error {
 	return nil
 }
 
-// take applies one sequenced frame (message, publish, gap) to c's state: it
+// take applies one sequenced frame (message, publish, gap, left) to c's state: it
 // returns the message text if the frame is new, drops a replay, fails on a gap
 // in sequence numbers.
 func (c *Client) take(f wire.Frame) (string, bool, error) {
@@ -96,6 +96,9 @@ func (c *Client) take(f wire.Frame) (string, bool, error) {
 	case wire.KindGap:
 		delete(c.TopicOffsets, f.Topic)
 		c.Gaps = append(c.Gaps, f.Topic)
+		return "", false, nil
+	case wire.KindLeft:
+		delete(c.TopicOffsets, f.Topic)
 		return "", false, nil
 	}
 	return f.Data, true, nil
@@ -195,7 +198,7 @@ func (c *Client) result(status int, body string) (*Result, error) {
 	res.Frames = frames
 	for i, f := range frames {
 		switch f.Kind {
-		case wire.KindMessage, wire.KindPublish, wire.KindGap:
+		case wire.KindMessage, wire.KindPublish, wire.KindGap, wire.KindLeft:
 			data, ok, err := c.take(f)
 			if err != nil {
 				return res, err

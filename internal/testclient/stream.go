@@ -132,7 +132,7 @@ func (s *Stream) NextComment() error {
 // text if the event is a new message (a replay is dropped), and fails on a gap.
 func (c *Client) Take(ev Event) (string, bool, error) {
 	switch ev.Frame.Kind {
-	case wire.KindMessage, wire.KindPublish, wire.KindGap:
+	case wire.KindMessage, wire.KindPublish, wire.KindGap, wire.KindLeft:
 		return c.take(ev.Frame)
 	}
 	return "", false, nil

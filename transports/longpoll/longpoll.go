@@ -208,7 +208,8 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 				// A form POSTed from a hidden iframe (IE6-9 across origins):
 				// browsers rewrite line breaks in form values to CRLF and
 				// guess at charsets, so the batch comes percent-encoded.
-				if body, err = url.QueryUnescape(form.Get("e")); err != nil {
+				// Percent-encoded as encodeURIComponent does: "+" is a plus.
+				if body, err = url.PathUnescape(form.Get("e")); err != nil {
 					lp.refuse(w, r, http.StatusBadRequest, "bad_body", "field e: "+err.Error())
 					return
 				}

@@ -335,7 +335,9 @@ func (l *link) pumpOnce() bool {
 	}
 	for _, m := range b.Messages {
 		if l.raw != nil {
-			buf = l.conn.AppendText(buf, m.Data)
+			if !m.Notice() { // a raw peer has no frame for a topic notice
+				buf = l.conn.AppendText(buf, m.Data)
+			}
 		} else {
 			// A broadcast's frame tail is encoded once for every session.
 			buf = l.conn.AppendText(buf, string(wire.AppendMessage(nil, m)))

@@ -45,13 +45,15 @@ func parsePublish(rest string) (seq, offset uint64, topic, data string, err erro
 }
 
 // MessageFrame is the frame that carries m: a message, a publish (m came
-// from a topic) or a gap notice.
+// from a topic), or a gap or left notice.
 func MessageFrame(m session.Message) Frame {
 	switch sh := m.Shared; {
 	case sh == nil:
 		return Frame{Kind: KindMessage, Seq: m.Seq, Data: m.Data}
 	case sh.Gap:
 		return Frame{Kind: KindGap, Seq: m.Seq, Topic: sh.Topic}
+	case sh.Left:
+		return Frame{Kind: KindLeft, Seq: m.Seq, Topic: sh.Topic}
 	default:
 		return Frame{Kind: KindPublish, Seq: m.Seq, Offset: sh.Offset, Topic: sh.Topic, Data: m.Data}
 	}
@@ -67,7 +69,7 @@ const (
 )
 
 func sharedTail(sh *session.Shared) []byte {
-	if sh.Gap {
+	if sh.Gap || sh.Left {
 		return append([]byte{':'}, sh.Topic...)
 	}
 	return appendPublishTail(nil, sh.Offset, sh.Topic, sh.Data)
@@ -90,9 +92,13 @@ func encodeJS(sh *session.Shared) session.Encoding {
 func appendHead(dst []byte, m session.Message) []byte {
 	kind := KindMessage
 	if sh := m.Shared; sh != nil {
-		kind = KindPublish
-		if sh.Gap {
+		switch {
+		case sh.Gap:
 			kind = KindGap
+		case sh.Left:
+			kind = KindLeft
+		default:
+			kind = KindPublish
 		}
 	}
 	dst = append(dst, byte(kind))

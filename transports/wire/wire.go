@@ -36,6 +36,10 @@ const (
 	// (history gone): it must resynchronise that topic. It has a sequence
 	// number, so it arrives in order with the messages around it.
 	KindGap Kind = 'g'
+	// KindLeft tells the client that the session no longer follows a topic:
+	// it forgets its offset there (a later session must not replay what was
+	// published after it left). Numbered like a message.
+	KindLeft Kind = 'u'
 )
 
 // MaxReasonBytes bounds a close reason, as RFC 6455 bounds a close frame's.
@@ -67,7 +71,7 @@ func AppendFrame(dst []byte, f Frame) []byte {
 	case KindPublish:
 		dst = strconv.AppendUint(dst, f.Seq, 10)
 		dst = appendPublishTail(dst, f.Offset, f.Topic, f.Data)
-	case KindGap:
+	case KindGap, KindLeft:
 		dst = strconv.AppendUint(dst, f.Seq, 10)
 		dst = append(dst, ':')
 		dst = append(dst, f.Topic...)
@@ -187,16 +191,16 @@ func ParseFrame(s string) (Frame, error) {
 		if f.Seq, f.Offset, f.Topic, f.Data, err = parsePublish(rest); err != nil {
 			return Frame{}, err
 		}
-	case KindGap:
+	case KindGap, KindLeft:
 		num, topic, ok := strings.Cut(rest, ":")
 		if !ok {
-			return Frame{}, fmt.Errorf("%w: gap frame without ':'", ErrMalformed)
+			return Frame{}, fmt.Errorf("%w: %c frame without ':'", ErrMalformed, f.Kind)
 		}
 		if f.Seq, err = parseUint(num); err != nil {
 			return Frame{}, err
 		}
 		if f.Seq == 0 || topic == "" {
-			return Frame{}, fmt.Errorf("%w: gap frame with sequence number 0 or no topic", ErrMalformed)
+			return Frame{}, fmt.Errorf("%w: %c frame with sequence number 0 or no topic", ErrMalformed, f.Kind)
 		}
 		f.Topic = topic
 	case KindAck:

@@ -208,6 +208,7 @@ func TestSharedEncodings(t *testing.T) {
 		{Topic: "ünï😀:x", Offset: 18446744073709551615, Data: "a\nb\"c</script>\u2028😀"},
 		{Topic: "t", Offset: 0, Data: ""},
 		{Topic: "room:1", Gap: true},
+		{Topic: "room:😀", Left: true},
 	} {
 		sharedEncodingsAgree(t, session.Message{Seq: 12, Data: sh.Data, Shared: sh})
 	}
@@ -237,6 +238,7 @@ func TestPublishAndGapFrames(t *testing.T) {
 		"p1:0:2:a😀":                   {Kind: KindPublish, Seq: 1, Topic: "a😀"[:1] + "", Data: "😀"},
 		"p1:5:3:a:b:c:d":              {Kind: KindPublish, Seq: 1, Offset: 5, Topic: "a:b", Data: ":c:d"},
 		"g4:room:1":                   {Kind: KindGap, Seq: 4, Topic: "room:1"},
+		"u5:room:1":                   {Kind: KindLeft, Seq: 5, Topic: "room:1"},
 		"p2:18446744073709551615:1:t": {Kind: KindPublish, Seq: 2, Offset: 18446744073709551615, Topic: "t"},
 	} {
 		got, err := ParseFrame(s)
@@ -250,7 +252,7 @@ func TestPublishAndGapFrames(t *testing.T) {
 			t.Fatalf("%q: %+v %v, want %+v", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"p0:1:1:t", "p1:1:0:", "p1:1:5:ab", "p1:1:t", "p1:01:1:t", "g0:t", "g1:", "g1", "p"} {
+	for _, s := range []string{"p0:1:1:t", "p1:1:0:", "p1:1:5:ab", "p1:1:t", "p1:01:1:t", "g0:t", "g1:", "g1", "p", "u1:", "u0:t"} {
 		if f, err := ParseFrame(s); err == nil {
 			t.Fatalf("%q accepted as %+v", s, f)
 		}
@@ -266,9 +268,12 @@ func FuzzSharedEncodings(f *testing.F) {
 		if seq == 0 || topic == "" || !utf8.ValidString(topic) || !utf8.ValidString(data) {
 			return
 		}
-		sh := &session.Shared{Topic: topic, Offset: offset, Data: data, Gap: gap}
-		if gap {
+		sh := &session.Shared{Topic: topic, Offset: offset, Data: data, Gap: gap, Left: !gap && offset%7 == 3}
+		if sh.Gap || sh.Left {
 			sh.Offset, sh.Data = 0, ""
+		}
+		if (session.Message{Shared: sh}).Notice() != (sh.Gap || sh.Left) {
+			t.Fatal("Notice")
 		}
 		sharedEncodingsAgree(t, session.Message{Seq: seq, Data: sh.Data, Shared: sh})
 	})
