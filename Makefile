@@ -3,9 +3,9 @@ GO ?= go
 SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 FUZZTIME ?= 5s
 
-.PHONY: test setup check race redis js fuzz bench
+.PHONY: test setup check race redis benchsmoke js fuzz bench bench-peers
 
-test: setup check race redis js fuzz
+test: setup check race redis js fuzz benchsmoke
 
 # Debian packages the tests drive as independent peers (installed if missing):
 # Perl's Protocol::WebSocket (hixie drafts) and Python's websockets (RFC 6455,
@@ -53,6 +53,11 @@ redis:
 	cd redisbroker && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 	cd examples/chat && $(GO) vet ./... && $(GO) test -race -count=1 ./...
 
+# The peer benchmark (bench/, a module of its own: go.work joins it) in quick
+# mode: every server and scenario once, small, servers in their own processes.
+benchsmoke:
+	cd bench && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 # The browser client's tests: its core with a fake browser, and end to end in
 # real headless Chromium against a Go server (client-js/test/).
 js:
@@ -73,3 +78,9 @@ fuzz:
 # Benchmarks are not part of `test`: they measure, they do not pass or fail.
 bench:
 	$(GO) test ./server ./session -run '^$$' -bench . -benchmem
+
+# cometkit against sockjs-go, centrifuge, socket.io and a raw WebSocket floor,
+# every scenario, full sizes (a few minutes; servers pinned to CPU 1, the load
+# generator to CPU 0): writes docs/bench/results.{json,md} and chart.svg.
+bench-peers:
+	$(GO) run ./bench/cmd/bench -out docs/bench

@@ -1,0 +1,331 @@
+// Package runner runs the benchmark: every scenario against every server
+// that offers the transport, each measurement against a server process
+// started fresh, and writes the results as JSON, Markdown tables and an
+// SVG chart. cmd/bench is its command line; its smoke test runs the whole
+// pipeline in quick mode.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/cometkit/cometkit/bench/load"
+	"github.com/cometkit/cometkit/bench/servers"
+)
+
+// Scenarios, in the order they run.
+const (
+	ScenarioIdle      = "idle"      // (1) idle sessions held: memory and goroutines per session
+	ScenarioEcho      = "echo"      // (2) echo round trip at a fixed offered rate, open loop
+	ScenarioBroadcast = "broadcast" // (3) one message to 10,000 WebSocket sessions
+	ScenarioRoundTrip = "roundtrip" // (4a) long-poll round trips/s, closed loop
+	ScenarioFanOut    = "fanout"    // (4b) event-stream messages/s, server to clients
+	ScenarioConnect   = "connect"   // (5) connects per second
+)
+
+// Scenarios lists every scenario.
+var Scenarios = []string{ScenarioIdle, ScenarioEcho, ScenarioBroadcast, ScenarioRoundTrip, ScenarioFanOut, ScenarioConnect}
+
+// Sizes are the scenarios' counts and durations.
+type Sizes struct {
+	IdleCounts          []int         `json:"idle_counts"` // ascending; the last is cut to the file limit
+	EchoSessions        int           `json:"echo_sessions"`
+	EchoRate            float64       `json:"echo_rate_per_s"`
+	EchoDuration        time.Duration `json:"echo_duration_ns"`
+	BroadcastSessions   int           `json:"broadcast_sessions"`
+	BroadcastRounds     int           `json:"broadcast_rounds"`
+	RoundTripSessions   int           `json:"roundtrip_sessions"`
+	RoundTripDuration   time.Duration `json:"roundtrip_duration_ns"`
+	FanOutSessions      int           `json:"fanout_sessions"`
+	FanOutPerRound      int           `json:"fanout_per_round"`
+	FanOutDuration      time.Duration `json:"fanout_duration_ns"`
+	ConnectSessions     int           `json:"connect_sessions"`
+	ConnectConcurrency  int           `json:"connect_concurrency"`
+	SessionsConcurrency int           `json:"open_concurrency"` // connects at a time when filling a scenario
+}
+
+// MaxSessions stands for "as many as the file limit allows" in IdleCounts.
+const MaxSessions = -1
+
+// DefaultSizes are the full run's.
+func DefaultSizes() Sizes {
+	return Sizes{
+		IdleCounts:   []int{10_000, MaxSessions},
+		EchoSessions: 100, EchoRate: 2000, EchoDuration: 5 * time.Second,
+		BroadcastSessions: 10_000, BroadcastRounds: 5,
+		RoundTripSessions: 32, RoundTripDuration: 5 * time.Second,
+		FanOutSessions: 1000, FanOutPerRound: 50, FanOutDuration: 5 * time.Second,
+		ConnectSessions: 2000, ConnectConcurrency: 32,
+		SessionsConcurrency: 128,
+	}
+}
+
+// QuickSizes are a smoke test's: every scenario once, small.
+func QuickSizes() Sizes {
+	return Sizes{
+		IdleCounts:   []int{50, 100},
+		EchoSessions: 10, EchoRate: 200, EchoDuration: time.Second,
+		BroadcastSessions: 100, BroadcastRounds: 2,
+		RoundTripSessions: 4, RoundTripDuration: time.Second,
+		FanOutSessions: 20, FanOutPerRound: 10, FanOutDuration: time.Second,
+		ConnectSessions: 50, ConnectConcurrency: 8,
+		SessionsConcurrency: 16,
+	}
+}
+
+// Config is one benchmark run.
+type Config struct {
+	// ServerCmd runs a server: the benchserver binary (or a test binary
+	// that acts as one), to which the runner adds -impl, -addr and -stdin-exit.
+	ServerCmd []string
+	// ServerEnv is added to each server's environment (GOMAXPROCS=1 always is).
+	ServerEnv []string
+	// ServerCPU pins each server with taskset -c (e.g. "1"); empty: no pinning.
+	ServerCPU string
+	// LoadPinning says how the load generator itself is pinned, for the report.
+	LoadPinning string
+	Impls       []string // default servers.Impls
+	Scenarios   []string // default Scenarios
+	Transports  []string // default all
+	Sizes       Sizes
+	Quick       bool
+	// Progress receives a line per measurement.
+	Progress io.Writer
+	Log      *slog.Logger
+
+	taskset string
+}
+
+// Result is one measurement.
+type Result struct {
+	Scenario  string       `json:"scenario"`
+	Impl      string       `json:"impl"`
+	Transport string       `json:"transport"`
+	Native    string       `json:"native_transport"` // the implementation's own name for it
+	Step      string       `json:"step,omitempty"`   // idle: "10000", "max"
+	Figures   load.Figures `json:"figures"`
+	Error     string       `json:"error,omitempty"`
+	Seconds   float64      `json:"seconds"`
+}
+
+// Target is the result's implementation and transport.
+func (r Result) Target() load.Target { return load.Target{Impl: r.Impl, Transport: r.Transport} }
+
+// OK says the measurement finished without any failure.
+func (r Result) OK() bool { return r.Error == "" }
+
+// Report is a whole run.
+type Report struct {
+	Machine  Machine   `json:"machine"`
+	Setup    Setup     `json:"setup"`
+	Sizes    Sizes     `json:"sizes"`
+	Quick    bool      `json:"quick"`
+	Started  time.Time `json:"started"`
+	Seconds  float64   `json:"seconds"`
+	Results  []Result  `json:"results"`
+	Versions []string  `json:"versions"`
+}
+
+// Setup is how the processes were placed.
+type Setup struct {
+	ServerPinning string `json:"server_pinning"`
+	LoadPinning   string `json:"load_pinning"`
+	FileLimit     int64  `json:"file_limit"`
+	MaxSessions   int    `json:"max_sessions"`
+}
+
+// Run runs every selected scenario against every selected server.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if len(cfg.ServerCmd) == 0 {
+		return nil, errors.New("runner: no server command")
+	}
+	if cfg.Impls == nil {
+		cfg.Impls = servers.Impls
+	}
+	if cfg.Scenarios == nil {
+		cfg.Scenarios = Scenarios
+	}
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	rep := &Report{Machine: ReadMachine(), Sizes: cfg.Sizes, Quick: cfg.Quick, Started: time.Now().UTC(), Versions: Versions}
+	rep.Setup.ServerPinning = "none"
+	if cfg.ServerCPU != "" {
+		path, err := exec.LookPath("taskset")
+		if err != nil {
+			cfg.Log.Warn("taskset not found: servers run unpinned", "err", err)
+			cfg.ServerCPU = ""
+		} else {
+			cfg.taskset = path
+			rep.Setup.ServerPinning = "taskset -c " + cfg.ServerCPU + ", GOMAXPROCS=1"
+		}
+	}
+	if cfg.ServerCPU == "" {
+		rep.Setup.ServerPinning = "not pinned, GOMAXPROCS=1"
+	}
+	rep.Setup.LoadPinning = cfg.LoadPinning
+	dialer := load.NewDialer()
+	rep.Setup.FileLimit = fileLimit()
+	// Both processes have this limit; each keeps ~100 files for its own use.
+	maxSessions := int(min(rep.Setup.FileLimit-100, int64(dialer.Limit())))
+	if maxSessions > 19_900 {
+		maxSessions = 19_900
+	}
+	rep.Setup.MaxSessions = maxSessions
+	fmt.Fprintf(cfg.Progress, "servers: %s; load generator: %s\n", rep.Setup.ServerPinning, rep.Setup.LoadPinning)
+
+	start := time.Now()
+	for _, sc := range Scenarios {
+		if !slices.Contains(cfg.Scenarios, sc) {
+			continue
+		}
+		for _, t := range load.Targets {
+			if !slices.Contains(cfg.Impls, t.Impl) || (cfg.Transports != nil && !slices.Contains(cfg.Transports, t.Transport)) || !Offers(sc, t) {
+				continue
+			}
+			if ctx.Err() != nil {
+				return rep, ctx.Err()
+			}
+			for _, r := range measure(ctx, &cfg, dialer, sc, t, maxSessions) {
+				rep.Results = append(rep.Results, r)
+				fmt.Fprintln(cfg.Progress, progressLine(r))
+			}
+		}
+	}
+	rep.Seconds = time.Since(start).Seconds()
+	return rep, nil
+}
+
+// Offers says whether scenario sc applies to t (broadcast: WebSocket;
+// round trips: long-poll; fan-out: event stream; the rest: every transport).
+func Offers(sc string, t load.Target) bool {
+	switch sc {
+	case ScenarioBroadcast:
+		return t.Transport == load.WebSocket
+	case ScenarioRoundTrip:
+		return t.Transport == load.LongPoll
+	case ScenarioFanOut:
+		return t.Transport == load.EventStream
+	}
+	return true
+}
+
+// measure runs one scenario against one target on a fresh server.
+func measure(ctx context.Context, cfg *Config, dialer *load.Dialer, sc string, t load.Target, maxSessions int) []Result {
+	started := time.Now()
+	load.SockJSRetries.Store(0)
+	res := Result{Scenario: sc, Impl: t.Impl, Transport: t.Transport, Native: t.Native(), Figures: load.Figures{}}
+	fail := func(err error) []Result {
+		res.Error = err.Error()
+		res.Seconds = time.Since(started).Seconds()
+		return []Result{res}
+	}
+	p, err := startServer(ctx, cfg, t.Impl)
+	if err != nil {
+		return fail(err)
+	}
+	defer p.stop()
+	serverCPU0, clientCPU0 := p.cpuSeconds(), selfCPUSeconds()
+	env := load.NewEnv("http://"+p.addr, dialer)
+	defer env.Close()
+	sz := cfg.Sizes
+	var out []Result
+	switch sc {
+	case ScenarioIdle:
+		counts := make([]int, 0, len(sz.IdleCounts))
+		for _, n := range sz.IdleCounts {
+			if n == MaxSessions || n > maxSessions {
+				n = maxSessions
+			}
+			if len(counts) == 0 || n > counts[len(counts)-1] {
+				counts = append(counts, n)
+			}
+		}
+		for i, st := range load.Idle(ctx, env, t, counts, sz.SessionsConcurrency) {
+			r := res
+			r.Figures = st.Figures
+			r.Step = strconv.Itoa(st.Sessions)
+			if i == len(counts)-1 && slices.Contains(sz.IdleCounts, MaxSessions) {
+				r.Step = "max"
+			}
+			if st.Err != nil {
+				r.Error = st.Err.Error()
+			}
+			out = append(out, r)
+		}
+	case ScenarioEcho:
+		res.Figures, err = load.Echo(ctx, env, t, load.EchoConfig{Sessions: sz.EchoSessions, Rate: sz.EchoRate,
+			Duration: sz.EchoDuration, Concurrency: sz.SessionsConcurrency})
+	case ScenarioBroadcast:
+		res.Figures, err = load.Broadcast(ctx, env, t, load.BroadcastConfig{Sessions: sz.BroadcastSessions,
+			Rounds: sz.BroadcastRounds, Size: load.MessageSize, Concurrency: sz.SessionsConcurrency})
+	case ScenarioRoundTrip:
+		res.Figures, err = load.RoundTrips(ctx, env, t, load.RoundTripConfig{Sessions: sz.RoundTripSessions, Duration: sz.RoundTripDuration})
+	case ScenarioFanOut:
+		res.Figures, err = load.FanOut(ctx, env, t, load.FanOutConfig{Sessions: sz.FanOutSessions, PerRound: sz.FanOutPerRound,
+			Duration: sz.FanOutDuration, Concurrency: sz.SessionsConcurrency})
+	case ScenarioConnect:
+		res.Figures, err = load.Connects(ctx, env, t, load.ConnectConfig{Sessions: sz.ConnectSessions, Concurrency: sz.ConnectConcurrency})
+	}
+	if out == nil {
+		if err != nil {
+			res.Error = err.Error()
+		}
+		out = []Result{res}
+	}
+	// A server that died explains every failure it caused. (When something
+	// failed, give a dying server a moment to be seen dead.)
+	grace := time.Duration(0)
+	if slices.ContainsFunc(out, func(r Result) bool { return !r.OK() }) {
+		grace = 500 * time.Millisecond
+	}
+	if crash := p.crashed(grace); crash != nil {
+		for i := range out {
+			out[i].Error = joinErr(crash.Error(), out[i].Error)
+		}
+	}
+	retries := load.SockJSRetries.Swap(0)
+	// CPU time of each side over the whole measurement (set-up included):
+	// which of the two cores was the limit.
+	serverCPU, clientCPU := p.cpuSeconds()-serverCPU0, selfCPUSeconds()-clientCPU0
+	p.stop()
+	for i := range out {
+		out[i].Seconds = time.Since(started).Seconds()
+		if out[i].Figures != nil && i == len(out)-1 {
+			out[i].Figures["server_cpu_s"] = serverCPU
+			out[i].Figures["client_cpu_s"] = clientCPU
+		}
+		if retries > 0 && out[i].Figures != nil {
+			out[i].Figures["sockjs_2010_retries"] = float64(retries)
+		}
+	}
+	return out
+}
+
+// fileLimit is the process's open-file limit (the soft one, which Go
+// raises to the hard one at start).
+func fileLimit() int64 {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return -1
+	}
+	return int64(rl.Cur)
+}
+
+func joinErr(a, b string) string {
+	if b == "" {
+		return a
+	}
+	return a + " (" + b + ")"
+}
