@@ -99,13 +99,21 @@ type Server struct {
 	hub      *Hub
 
 	mu       sync.RWMutex
-	sessions map[string]*session.Session
+	sessions map[string]entry
 	changed  chan struct{} // closed and replaced when a session closes or flushes, or a handler returns
 	closing  bool
 	running  int // handlers running
 
 	handlers sync.WaitGroup // running ServeSession calls
 	stats    counters
+}
+
+// entry is a live session and the token minted for it at negotiation: a
+// request that bears exactly that token needs no signature check, which
+// would otherwise be an HMAC and two base64 decodings on every poll and send.
+type entry struct {
+	sess  *session.Session
+	token string // "" for a raw WebSocket's session, which has none
 }
 
 // New returns a Server calling h for every session.
@@ -148,7 +156,7 @@ func New(h Handler, opts Options) (*Server, error) {
 		origins:  newOriginPolicy(opts.AllowedOrigins, opts.CheckOrigin),
 		maxSess:  opts.MaxSessions,
 		log:      log,
-		sessions: map[string]*session.Session{},
+		sessions: map[string]entry{},
 		changed:  make(chan struct{}),
 	}
 	if s.maxSess <= 0 {
@@ -298,7 +306,7 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket only")
 		return
 	}
-	sess, err := s.create(r)
+	sess, err := s.create(r, session.NewID(), "")
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
@@ -321,10 +329,16 @@ type refuser func(w http.ResponseWriter, r *http.Request, code session.Code, rea
 // authorize checks the request's token against the session named in its
 // path and returns the live session, or answers the request and returns nil.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, gone refuser) *session.Session {
-	raw := r.URL.Query().Get("t")
+	raw, _ := httpx.Query(r.URL.RawQuery, "t")
 	if raw == "" {
 		s.refuse(w, r, http.StatusUnauthorized, "missing_token", "session requests need their token in t=")
 		return nil
+	}
+	s.mu.RLock()
+	e, ok := s.sessions[id]
+	s.mu.RUnlock()
+	if ok && e.token != "" && sameToken(raw, e.token) {
+		return e.sess // the very token we signed for this session
 	}
 	tok, err := s.tokens.check(raw)
 	if err != nil {
@@ -338,7 +352,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, go
 		return nil
 	}
 	s.mu.RLock()
-	sess := s.sessions[id]
+	sess := s.sessions[id].sess
 	s.mu.RUnlock()
 	if sess == nil {
 		// Signed by us, so it was ours; now it is gone: the client must reset.
@@ -388,20 +402,20 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	sess, err := s.create(r)
+	id := session.NewID()
+	tok, err := s.tokens.mint(token{SessionID: id, Node: s.node})
+	if err != nil {
+		s.log.Error("cometkit: negotiate failed", "err", err)
+		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
+		return
+	}
+	sess, err := s.create(r, id, tok)
 	if err != nil {
 		if errors.Is(err, errFull) || errors.Is(err, errShuttingDown) {
 			w.Header().Set("Retry-After", "5")
 			s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
-		s.log.Error("cometkit: negotiate failed", "err", err)
-		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
-		return
-	}
-	tok, err := s.tokens.mint(token{SessionID: sess.ID(), Node: s.node})
-	if err != nil {
-		sess.Terminate(session.CodeInternalError, "token")
 		s.log.Error("cometkit: negotiate failed", "err", err)
 		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
 		return
@@ -432,7 +446,8 @@ var (
 	errShuttingDown = errors.New("server is shutting down")
 )
 
-func (s *Server) create(r *http.Request) (*session.Session, error) {
+// create registers a new session with this ID and the token minted for it.
+func (s *Server) create(r *http.Request, id, token string) (*session.Session, error) {
 	info := session.Info{
 		RemoteAddr: r.RemoteAddr,
 		Header:     textproto.MIMEHeader(r.Header.Clone()),
@@ -446,8 +461,8 @@ func (s *Server) create(r *http.Request) (*session.Session, error) {
 	if len(s.sessions) >= s.maxSess {
 		return nil, errFull
 	}
-	sess := session.New(session.NewID(), info, &s.cfg, &s.hooks)
-	s.sessions[sess.ID()] = sess
+	sess := session.New(id, info, &s.cfg, &s.hooks)
+	s.sessions[id] = entry{sess: sess, token: token}
 	s.stats.created.Add(1)
 	return sess, nil
 }
@@ -487,7 +502,7 @@ func (s *Server) sessionOpened(sess *session.Session) {
 func (s *Server) sessionClosed(sess *session.Session) {
 	s.hub.drop(sess)
 	s.mu.Lock()
-	if s.sessions[sess.ID()] == sess {
+	if s.sessions[sess.ID()].sess == sess {
 		delete(s.sessions, sess.ID())
 	}
 	s.mu.Unlock()
@@ -513,7 +528,7 @@ func (s *Server) Hub() *Hub { return s.hub }
 func (s *Server) Session(id string) *session.Session {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.sessions[id]
+	return s.sessions[id].sess
 }
 
 // Len is the number of live sessions (open, connecting or closing).
@@ -536,8 +551,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.mu.RLock()
 		waiting, changed := 0, s.changed
-		for _, sess := range s.sessions {
-			if !sess.Flushed() {
+		for _, e := range s.sessions {
+			if !e.sess.Flushed() {
 				waiting++
 			}
 		}
@@ -587,8 +602,8 @@ func (s *Server) stop() []*session.Session {
 	defer s.mu.Unlock()
 	s.closing = true
 	all := make([]*session.Session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		all = append(all, sess)
+	for _, e := range s.sessions {
+		all = append(all, e.sess)
 	}
 	return all
 }

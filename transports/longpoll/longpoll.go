@@ -13,7 +13,11 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/session"
@@ -60,24 +64,22 @@ func New(opts Options) *Transport {
 
 // poller is one held poll request as the session sees it.
 type poller struct {
-	wake chan struct{}
-	kick chan *session.CloseError
+	note chan struct{} // capacity 1: a Wake or a Kick since the last look
+	kick atomic.Pointer[session.CloseError]
 }
 
 func (p *poller) Name() string { return Name }
 
 func (p *poller) Wake() {
 	select {
-	case p.wake <- struct{}{}:
+	case p.note <- struct{}{}:
 	default:
 	}
 }
 
 func (p *poller) Kick(code session.Code, reason string) {
-	select {
-	case p.kick <- &session.CloseError{Code: code, Reason: reason}:
-	default:
-	}
+	p.kick.CompareAndSwap(nil, &session.CloseError{Code: code, Reason: reason})
+	p.Wake()
 }
 
 // ServePoll answers a poll: GET ?ack=N[&callback=F]. The client acknowledges
@@ -85,12 +87,12 @@ func (p *poller) Kick(code session.Code, reason string) {
 // heartbeat when there were none for the heartbeat interval, or an end frame
 // when a newer poll of the same session took over.
 func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
-	q := r.URL.Query()
-	callback, ok := lp.callback(w, r, q)
+	callback, ok := lp.callback(w, r)
 	if !ok {
 		return
 	}
-	ack, err := parseAck(q.Get("ack"))
+	rawAck, _ := httpx.Query(r.URL.RawQuery, "ack")
+	ack, err := parseAck(rawAck)
 	if err != nil {
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
@@ -100,7 +102,7 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
 	}
-	p := &poller{wake: make(chan struct{}, 1), kick: make(chan *session.CloseError, 1)}
+	p := &poller{note: make(chan struct{}, 1)}
 	if err := ep.Attach(p); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -138,10 +140,11 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		}
 		buf = b.Messages
 		select {
-		case <-p.wake:
-		case ce := <-p.kick:
-			lp.writeFrames(w, callback, nil, kickFrame(ce))
-			return
+		case <-p.note:
+			if ce := p.kick.Load(); ce != nil {
+				lp.writeFrames(w, callback, nil, kickFrame(ce))
+				return
+			}
 		case <-ctx.Done():
 			ep.Detach(p)
 			return
@@ -150,12 +153,10 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 }
 
 func (lp *Transport) kickReason(p *poller) *session.CloseError {
-	select {
-	case ce := <-p.kick:
+	if ce := p.kick.Load(); ce != nil {
 		return ce
-	default:
-		return &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
 	}
+	return &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
 }
 
 // ServeSend accepts what the client says: POST with a batch as the body
@@ -163,8 +164,7 @@ func (lp *Transport) kickReason(p *poller) *session.CloseError {
 // the batch in d and a callback. The answer is an ack frame with the highest
 // message sequence number accepted, and a close frame if the session is over.
 func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
-	q := r.URL.Query()
-	callback, ok := lp.callback(w, r, q)
+	callback, ok := lp.callback(w, r)
 	if !ok {
 		return
 	}
@@ -176,14 +176,15 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 			lp.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "send by GET is only for JSONP (callback=)")
 			return
 		}
-		body = q.Get("d")
+		body, _ = httpx.Query(r.URL.RawQuery, "d")
 		if int64(len(body)) > lp.opts.MaxBodyBytes {
 			lp.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
 				"d exceeds "+strconv.FormatInt(lp.opts.MaxBodyBytes, 10)+" bytes")
 			return
 		}
 	case http.MethodPost:
-		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lp.opts.MaxBodyBytes))
+		var err error
+		body, err = lp.readBody(w, r)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -194,8 +195,7 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 			lp.refuse(w, r, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
 			return
 		}
-		body = string(raw)
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") && isForm(ct) {
 			form, err := url.ParseQuery(body)
 			if err != nil {
 				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "form body: "+err.Error())
@@ -219,7 +219,7 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	}
 	ctx := r.Context()
 	var (
-		msgs     []session.Message
+		msgs     = make([]session.Message, 0, len(frames))
 		ack      uint64
 		hasAck   bool
 		clientCl *wire.Frame
@@ -249,12 +249,22 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 		}
 	}
 	acked, err := ep.Receive(ctx, msgs)
+	if err != nil {
+		lp.sendFailed(w, r, ep, callback, acked, err)
+		return
+	}
+	if clientCl != nil {
+		_ = ep.ClientClose(session.Code(clientCl.Code), clientCl.Data) // code checked above
+	}
+	lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+}
+
+// sendFailed answers a send whose messages the session did not all take.
+func (lp *Transport) sendFailed(w http.ResponseWriter, r *http.Request, ep session.Endpoint, callback string, acked uint64, err error) {
 	var ce *session.CloseError
 	switch {
-	case err == nil:
 	case errors.As(err, &ce):
 		lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
-		return
 	case errors.Is(err, session.ErrTooLarge):
 		lp.refuseSend(w, r, http.StatusRequestEntityTooLarge, "message_too_large", err.Error(), acked)
 		return
@@ -268,12 +278,40 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	default:
 		lp.opts.Logger.Error("longpoll: receive failed", "session", ep.ID(), "err", err)
 		lp.refuse(w, r, http.StatusInternalServerError, "internal", "could not accept messages")
-		return
 	}
-	if clientCl != nil {
-		_ = ep.ClientClose(session.Code(clientCl.Code), clientCl.Data) // code checked above
+}
+
+// bodyBufs holds buffers for reading sends: a body is copied into the
+// string the session keeps, so the buffer can serve the next send.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readBody reads a send's body, refusing one over MaxBodyBytes with an
+// *http.MaxBytesError.
+func (lp *Transport) readBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	n := r.ContentLength
+	if n < 0 || n > lp.opts.MaxBodyBytes || n > 64<<10 {
+		// Unknown length, too large, or large enough to read as it comes.
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lp.opts.MaxBodyBytes))
+		return string(raw), err
 	}
-	lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	buf := *bp
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+		*bp = buf
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return "", err
+	}
+	return string(buf), nil
+}
+
+// isForm reports whether a send's Content-Type is a form's.
+func isForm(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/x-www-form-urlencoded"
 }
 
 // Refuse answers a poll or send that cannot reach its session (unknown, or
@@ -281,7 +319,7 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 // The status is 200: XDomainRequest and script tags cannot read the body of
 // any other, and the frame says what happened.
 func (lp *Transport) Refuse(w http.ResponseWriter, r *http.Request, code session.Code, reason string) {
-	callback, ok := lp.callback(w, r, r.URL.Query())
+	callback, ok := lp.callback(w, r)
 	if !ok {
 		return
 	}
@@ -304,38 +342,57 @@ func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
 
 // writeFrames writes msgs then extra as a batch, or as a JSONP call.
 func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, msgs []session.Message, extra ...wire.Frame) {
+	body, contentType := appendAnswer(nil, callback, msgs, extra)
+	httpx.Answer(w.Header(), contentType, len(body))
+	_, _ = w.Write(body)
+}
+
+const (
+	typeBatch = "text/plain; charset=utf-8"
+	typeJSONP = "application/javascript; charset=utf-8"
+)
+
+// appendAnswer appends the body of a poll or send answer to dst: msgs then
+// extra as a batch, or as a JSONP call; and says its content type.
+func appendAnswer(dst []byte, callback string, msgs []session.Message, extra []wire.Frame) ([]byte, string) {
+	size := 0
+	for _, m := range msgs {
+		size += len(m.Data) + 32
+	}
+	for _, f := range extra {
+		size += len(f.Data) + 32
+	}
 	var batch []byte
+	if callback == "" {
+		batch = slices.Grow(dst, size)
+	} else {
+		batch = make([]byte, 0, size)
+	}
 	for _, m := range msgs {
 		batch = wire.AppendBatchFrame(batch, wire.Frame{Kind: wire.KindMessage, Seq: m.Seq, Data: m.Data})
 	}
 	for _, f := range extra {
 		batch = wire.AppendBatchFrame(batch, f)
 	}
-	h := w.Header()
-	httpx.NoCache(h)
-	if callback != "" {
-		out := make([]byte, 0, len(batch)+len(callback)+16)
-		out = append(out, "/**/"...)
-		out = append(out, callback...)
-		out = append(out, '(')
-		out = wire.AppendJSString(out, string(batch))
-		out = append(out, ");"...)
-		h.Set("Content-Type", "application/javascript; charset=utf-8")
-		batch = out
-	} else {
-		h.Set("Content-Type", "text/plain; charset=utf-8")
+	if callback == "" {
+		return batch, typeBatch
 	}
-	h.Set("Content-Length", strconv.Itoa(len(batch)))
-	_, _ = w.Write(batch)
+	out := slices.Grow(dst, len(batch)+len(batch)/8+len(callback)+16)
+	out = append(out, "/**/"...)
+	out = append(out, callback...)
+	out = append(out, '(')
+	out = wire.AppendJSString(out, string(batch))
+	out = append(out, ");"...)
+	return out, typeJSONP
 }
 
 // callback returns the validated JSONP callback name, "" when none was
 // asked for; it answers 400 and returns false for a hostile one.
-func (lp *Transport) callback(w http.ResponseWriter, r *http.Request, q url.Values) (string, bool) {
-	if !q.Has("callback") {
+func (lp *Transport) callback(w http.ResponseWriter, r *http.Request) (string, bool) {
+	cb, ok := httpx.Query(r.URL.RawQuery, "callback")
+	if !ok {
 		return "", true
 	}
-	cb := q.Get("callback")
 	if !ValidCallback(cb) {
 		lp.refuse(w, r, http.StatusBadRequest, "bad_callback",
 			"JSONP callback must match ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")
