@@ -67,6 +67,10 @@ type Options struct {
 	MaxSessions int
 	// MaxBodyBytes bounds a send's body (default 1 MiB).
 	MaxBodyBytes int64
+	// LongPoll tunes the long-polling transport (its MaxBodyBytes defaults
+	// to the one above, its Clock to the session's, its Logger to the
+	// server's).
+	LongPoll longpoll.Options
 	// Logger receives the server's log lines (default slog.Default()).
 	Logger *slog.Logger
 	// EventStream tunes the event-stream transport (its Clock and Logger
@@ -162,7 +166,17 @@ func New(h Handler, opts Options) (*Server, error) {
 	if s.maxSess <= 0 {
 		s.maxSess = 100_000
 	}
-	s.longpoll = longpoll.New(longpoll.Options{MaxBodyBytes: opts.MaxBodyBytes, Logger: log})
+	lpo := opts.LongPoll
+	if lpo.MaxBodyBytes <= 0 {
+		lpo.MaxBodyBytes = opts.MaxBodyBytes
+	}
+	if lpo.Clock == nil {
+		lpo.Clock = s.cfg.Clock
+	}
+	if lpo.Logger == nil {
+		lpo.Logger = log
+	}
+	s.longpoll = longpoll.New(lpo)
 	es := opts.EventStream
 	if es.Clock == nil {
 		es.Clock = s.cfg.Clock
@@ -575,6 +589,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		running, changed := s.running, s.changed
 		s.mu.RUnlock()
 		if running == 0 {
+			// Freed sessions kicked their parked polls: their answers
+			// are being written.
+			if err := s.longpoll.WaitParked(ctx); err != nil {
+				return err
+			}
 			return ctx.Err()
 		}
 		select {
@@ -593,6 +612,9 @@ func (s *Server) Close() {
 		sess.Terminate(session.CodeGoingAway, "server closed")
 	}
 	s.handlers.Wait()
+	// Every parked poll was kicked; wait for its answer to be written (at
+	// most the long-poll WriteTimeout).
+	_ = s.longpoll.WaitParked(context.Background())
 }
 
 // stop refuses new sessions and handlers from now on, and returns the live
@@ -646,6 +668,9 @@ type Stats struct {
 	Closed    uint64 // reached Closed
 	Resets    uint64 // requests for a session that was gone (client told to reset)
 	BadTokens uint64 // requests refused for a bad or foreign token
+	// ParkedPolls are long polls waiting now with their connections taken
+	// off net/http (longpoll.Options.ParkAfter).
+	ParkedPolls int
 }
 
 type counters struct {
@@ -654,6 +679,7 @@ type counters struct {
 
 // Stats returns the server's running totals.
 func (s *Server) Stats() Stats {
+	parked, _ := s.longpoll.ParkStats()
 	return Stats{
 		Sessions:  s.Len(),
 		Created:   s.stats.created.Load(),
@@ -661,5 +687,7 @@ func (s *Server) Stats() Stats {
 		Closed:    s.stats.closed.Load(),
 		Resets:    s.stats.resets.Load(),
 		BadTokens: s.stats.badTokens.Load(),
+
+		ParkedPolls: parked.Parked,
 	}
 }

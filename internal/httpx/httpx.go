@@ -20,16 +20,22 @@ type ErrorBody struct {
 	Ack *uint64 `json:"ack,omitempty"`
 }
 
+// TypeJSON is the Content-Type of JSON answers.
+const TypeJSON = "application/json; charset=utf-8"
+
 // WriteError answers status with a JSON ErrorBody.
 func WriteError(w http.ResponseWriter, status int, body ErrorBody) {
-	var b bytes.Buffer
-	_ = json.NewEncoder(&b).Encode(body)
-	h := w.Header()
-	NoCache(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	b, _ := ErrorJSON(body)
+	Answer(w.Header(), TypeJSON, len(b))
 	w.WriteHeader(status)
-	_, _ = w.Write(b.Bytes())
+	_, _ = w.Write(b)
+}
+
+// ErrorJSON is the JSON encoding of body, with a final newline.
+func ErrorJSON(body ErrorBody) ([]byte, error) {
+	var b bytes.Buffer
+	err := json.NewEncoder(&b).Encode(body)
+	return b.Bytes(), err
 }
 
 // NoCache sets the headers that keep browsers and proxies from caching or

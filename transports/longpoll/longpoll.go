@@ -3,6 +3,18 @@
 // says (the send). Each also has a JSONP form for browsers that cannot make
 // cross-origin requests any other way (IE6/7), and every answer is text/plain
 // or JavaScript with no custom header, so IE8/9's XDomainRequest can read it.
+//
+// A poll that has waited Options.ParkAfter with nothing to say is parked: on
+// HTTP/1.1 its connection is hijacked and kept with no goroutine and no
+// buffer, and a short-lived goroutine writes the answer when the session
+// wakes it (a message, its heartbeat, its close, a newer poll). The answer
+// is the same HTTP response net/http would have written, and the connection
+// then goes back to the http.Server for the client's next request, as a
+// kept-alive connection would. On Linux a parked connection is watched for
+// the client hanging up (epoll, one goroutine for all of them), so the
+// session learns of an abandoned poll at once, as it does from net/http.
+// HTTP/2 polls, and polls behind a ResponseWriter that cannot be hijacked,
+// are held by net/http as before.
 package longpoll
 
 import (
@@ -18,6 +30,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/session"
@@ -36,13 +49,51 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxFrames bounds the frames in one send (default 4096).
 	MaxFrames int
+	// ParkAfter is how long a poll with nothing to say is held by net/http
+	// before it is parked (default DefaultParkAfter; negative parks it at
+	// once). A held poll costs net/http's two goroutines and its buffers,
+	// about 18 KB more than a parked one; parking it costs about 25 µs of
+	// CPU (the hijack, a goroutine to answer it, a new connection goroutine
+	// and buffers when the connection is handed back), so a poll that a busy
+	// session answers within ParkAfter is not parked.
+	ParkAfter time.Duration
+	// NoHijack never parks a poll: every held poll keeps its net/http
+	// goroutine and buffers until answered.
+	NoHijack bool
+	// CloseParked answers a parked poll with Connection: close instead of
+	// handing its connection back to the http.Server for the next request.
+	// The client then opens a new connection for its next poll.
+	CloseParked bool
+	// WriteTimeout bounds writing a parked poll's answer (default 10 s).
+	WriteTimeout time.Duration
+	// Clock times ParkAfter (default the wall clock).
+	Clock session.Clock
 	// Logger receives one line per refused request (default slog.Default()).
 	Logger *slog.Logger
 }
 
+// DefaultParkAfter is ParkAfter's default: long enough that a busy
+// session's next message (usually queued already, or a few milliseconds
+// away) finds its poll still held; short enough that an idle session sheds
+// net/http's share at once.
+const DefaultParkAfter = 50 * time.Millisecond
+
 // Transport serves the poll and send requests of sessions.
 type Transport struct {
-	opts Options
+	opts  Options
+	watch watcher                // parked connections whose client may hang up
+	head  atomic.Pointer[[]byte] // the last parked poll's answer head, to share
+
+	mu      sync.Mutex
+	stats   ParkStats
+	changed chan struct{} // closed and replaced when stats change
+}
+
+// ParkStats count parked polls.
+type ParkStats struct {
+	Parked  int    // polls parked now (answers being written included)
+	Parks   uint64 // polls parked since the transport was made
+	HangUps uint64 // parked polls whose client closed the connection before the answer
 }
 
 // New returns a Transport with opts' zero fields defaulted.
@@ -56,25 +107,92 @@ func New(opts Options) *Transport {
 	if opts.MaxFrames <= 0 {
 		opts.MaxFrames = 4096
 	}
+	if opts.ParkAfter == 0 {
+		opts.ParkAfter = DefaultParkAfter
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = session.RealClock{}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Transport{opts: opts}
+	return &Transport{opts: opts, changed: make(chan struct{})}
 }
 
-// poller is one held poll request as the session sees it.
+// ParkStats returns the parked polls' figures now, and a channel that is
+// closed when they next change.
+func (lp *Transport) ParkStats() (ParkStats, <-chan struct{}) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.stats, lp.changed
+}
+
+// WaitParked returns once no poll is parked (every parked poll answered
+// and its connection handed back or closed), or ctx ends. A server that
+// frees its sessions calls it after, so that no answer is still being
+// written when it returns.
+func (lp *Transport) WaitParked(ctx context.Context) error {
+	for {
+		st, changed := lp.ParkStats()
+		if st.Parked == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (lp *Transport) parkChange(f func(*ParkStats)) {
+	lp.mu.Lock()
+	f(&lp.stats)
+	close(lp.changed)
+	lp.changed = make(chan struct{})
+	lp.mu.Unlock()
+}
+
+// poller is one poll request as the session sees it: held by its request's
+// goroutine, which waits on note, until it is parked; then pk answers it.
 type poller struct {
-	note chan struct{} // capacity 1: a Wake or a Kick since the last look
+	lp   *Transport
+	ep   session.Endpoint
+	ack  uint64
+	note chan struct{} // capacity 1: a Wake, a Kick or the park timer since the last look
 	kick atomic.Pointer[session.CloseError]
+
+	parkDue atomic.Bool // the park timer has fired
+	parked  atomic.Bool // pk is set: Wake goes to it from now on
+	pk      *parked
 }
 
 func (p *poller) Name() string { return Name }
 
 func (p *poller) Wake() {
+	if p.parked.Load() {
+		p.pk.runner.Wake()
+		return
+	}
+	p.notify()
+	if p.parked.Load() { // parked meanwhile: the request's goroutine may not look again
+		p.pk.runner.Wake()
+	}
+}
+
+func (p *poller) notify() {
 	select {
 	case p.note <- struct{}{}:
 	default:
 	}
+}
+
+func (p *poller) parkTimerFired() {
+	p.parkDue.Store(true)
+	p.notify()
 }
 
 func (p *poller) Kick(code session.Code, reason string) {
@@ -102,7 +220,7 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
 	}
-	p := &poller{note: make(chan struct{}, 1)}
+	p := &poller{lp: lp, ep: ep, ack: ack, note: make(chan struct{}, 1)}
 	if err := ep.Attach(p); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -111,45 +229,86 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.writeFrames(w, callback, nil, closeFrame(wire.KindClose, ce))
 		return
 	}
+	mayPark := !lp.opts.NoHijack && parkable(r)
+	var parkTimer session.Timer
+	defer func() {
+		if parkTimer != nil {
+			parkTimer.Stop()
+		}
+	}()
 	var buf []session.Message
 	for {
-		b, err := ep.Pull(ctx, p, ack, lp.opts.MaxBatchBytes, buf[:0])
-		if errors.Is(err, session.ErrDetached) {
-			lp.writeFrames(w, callback, nil, kickFrame(lp.kickReason(p)))
+		a, ready := p.next(ctx, buf[:0])
+		if ready {
+			lp.answer(w, r, callback, a)
 			return
 		}
-		if err != nil {
-			ep.Detach(p)
-			lp.opts.Logger.Error("longpoll: pull failed", "session", ep.ID(), "err", err)
-			lp.refuse(w, r, http.StatusInternalServerError, "internal", "could not read the session's queue")
-			return
-		}
-		if !b.Empty() {
-			// Detach before writing: once the client reads this answer its
-			// session is unattached, and the disconnect timeout is running.
-			ep.Detach(p)
-			var extra []wire.Frame
-			if b.Heartbeat {
-				extra = append(extra, wire.Frame{Kind: wire.KindHeartbeat})
-			}
-			if b.Close != nil {
-				extra = append(extra, closeFrame(wire.KindClose, b.Close))
-			}
-			lp.writeFrames(w, callback, b.Messages, extra...)
-			return
-		}
-		buf = b.Messages
-		select {
-		case <-p.note:
-			if ce := p.kick.Load(); ce != nil {
-				lp.writeFrames(w, callback, nil, kickFrame(ce))
+		buf = a.msgs
+		if mayPark && (lp.opts.ParkAfter < 0 || p.parkDue.Load()) {
+			if lp.park(w, r, p, callback) {
 				return
 			}
+			mayPark = false // not hijackable: hold it here
+		}
+		if mayPark && parkTimer == nil {
+			parkTimer = lp.opts.Clock.AfterFunc(lp.opts.ParkAfter, p.parkTimerFired)
+		}
+		select {
+		case <-p.note:
 		case <-ctx.Done():
 			ep.Detach(p)
 			return
 		}
 	}
+}
+
+// outcome is what a poll answers.
+type outcome struct {
+	msgs  []session.Message
+	extra []wire.Frame
+	fail  bool // the session's queue could not be read: answer 500
+}
+
+// next pulls what p should answer, appending messages to buf; ready is
+// false when there is nothing yet (then o.msgs is buf, to reuse).
+func (p *poller) next(ctx context.Context, buf []session.Message) (o outcome, ready bool) {
+	if ce := p.kick.Load(); ce != nil {
+		return outcome{extra: []wire.Frame{kickFrame(ce)}}, true
+	}
+	b, err := p.ep.Pull(ctx, p, p.ack, p.lp.opts.MaxBatchBytes, buf)
+	if errors.Is(err, session.ErrDetached) {
+		return outcome{extra: []wire.Frame{kickFrame(p.lp.kickReason(p))}}, true
+	}
+	if err != nil {
+		p.ep.Detach(p)
+		p.lp.opts.Logger.Error("longpoll: pull failed", "session", p.ep.ID(), "err", err)
+		return outcome{fail: true}, true
+	}
+	if b.Empty() {
+		return outcome{msgs: b.Messages}, false
+	}
+	// Detach before writing: once the client reads this answer its session
+	// is unattached, and the disconnect timeout is running.
+	p.ep.Detach(p)
+	o.msgs = b.Messages
+	if b.Heartbeat {
+		o.extra = append(o.extra, wire.Frame{Kind: wire.KindHeartbeat})
+	}
+	if b.Close != nil {
+		o.extra = append(o.extra, closeFrame(wire.KindClose, b.Close))
+	}
+	return o, true
+}
+
+const pullFailed = "could not read the session's queue"
+
+// answer writes a held poll's outcome through w.
+func (lp *Transport) answer(w http.ResponseWriter, r *http.Request, callback string, o outcome) {
+	if o.fail {
+		lp.refuse(w, r, http.StatusInternalServerError, "internal", pullFailed)
+		return
+	}
+	lp.writeFrames(w, callback, o.msgs, o.extra...)
 }
 
 func (lp *Transport) kickReason(p *poller) *session.CloseError {
