@@ -343,16 +343,16 @@ type refuser func(w http.ResponseWriter, r *http.Request, code session.Code, rea
 // authorize checks the request's token against the session named in its
 // path and returns the live session, or answers the request and returns nil.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, gone refuser) *session.Session {
+	s.mu.RLock()
+	e, ok := s.sessions[id]
+	s.mu.RUnlock()
+	if ok && e.token != "" && httpx.QueryIs(r.URL.RawQuery, "t", e.token) {
+		return e.sess // the very token we signed for this session
+	}
 	raw, _ := httpx.Query(r.URL.RawQuery, "t")
 	if raw == "" {
 		s.refuse(w, r, http.StatusUnauthorized, "missing_token", "session requests need their token in t=")
 		return nil
-	}
-	s.mu.RLock()
-	e, ok := s.sessions[id]
-	s.mu.RUnlock()
-	if ok && e.token != "" && sameToken(raw, e.token) {
-		return e.sess // the very token we signed for this session
 	}
 	tok, err := s.tokens.check(raw)
 	if err != nil {

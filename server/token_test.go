@@ -37,14 +37,3 @@ func TestMintedTokenShortcutChangesNoAnswer(t *testing.T) {
 		}
 	}
 }
-
-func TestSameToken(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want bool
-	}{{"", "", true}, {"abc", "abc", true}, {"abc", "abd", false}, {"abc", "ab", false}, {"ab", "abc", false}, {"xbc", "abc", false}} {
-		if got := sameToken(tc.a, tc.b); got != tc.want {
-			t.Errorf("sameToken(%q, %q) = %v", tc.a, tc.b, got)
-		}
-	}
-}

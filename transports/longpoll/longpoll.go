@@ -158,12 +158,15 @@ func (lp *Transport) parkChange(f func(*ParkStats)) {
 
 // poller is one poll request as the session sees it: held by its request's
 // goroutine, which waits on note, until it is parked; then pk answers it.
+// Most polls find their answer at the first look: note is made only for a
+// poll that waits.
 type poller struct {
-	lp   *Transport
-	ep   session.Endpoint
-	ack  uint64
-	note chan struct{} // capacity 1: a Wake, a Kick or the park timer since the last look
-	kick atomic.Pointer[session.CloseError]
+	lp    *Transport
+	ep    session.Endpoint
+	ack   uint64
+	woken atomic.Bool  // a Wake, a Kick or the park timer since the last look
+	note  atomic.Value // chan struct{} of capacity 1, signalled with woken
+	kick  atomic.Pointer[session.CloseError]
 
 	parkDue atomic.Bool // the park timer has fired
 	parked  atomic.Bool // pk is set: Wake goes to it from now on
@@ -184,9 +187,12 @@ func (p *poller) Wake() {
 }
 
 func (p *poller) notify() {
-	select {
-	case p.note <- struct{}{}:
-	default:
+	p.woken.Store(true)
+	if note, _ := p.note.Load().(chan struct{}); note != nil {
+		select {
+		case note <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -220,7 +226,7 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
 	}
-	p := &poller{lp: lp, ep: ep, ack: ack, note: make(chan struct{}, 1)}
+	p := &poller{lp: lp, ep: ep, ack: ack}
 	if err := ep.Attach(p); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -237,7 +243,9 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		}
 	}()
 	var buf []session.Message
+	var note chan struct{}
 	for {
+		p.woken.Store(false)
 		a, ready := p.next(ctx, buf[:0])
 		if ready {
 			lp.answer(w, r, callback, a)
@@ -253,8 +261,15 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		if mayPark && parkTimer == nil {
 			parkTimer = lp.opts.Clock.AfterFunc(lp.opts.ParkAfter, p.parkTimerFired)
 		}
+		if note == nil {
+			note = make(chan struct{}, 1)
+			p.note.Store(note)
+		}
+		if p.woken.Load() {
+			continue // woken since the look, maybe before note was there
+		}
 		select {
-		case <-p.note:
+		case <-note:
 		case <-ctx.Done():
 			ep.Detach(p)
 			return
