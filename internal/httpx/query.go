@@ -15,7 +15,7 @@ const maxQueryParams = 10000
 // map: a request reads two or three parameters, and parsing all of them into
 // a url.Values costs a map and a slice per parameter every time.
 func Query(raw, key string) (value string, ok bool) {
-	if strings.Count(raw, "&") >= maxQueryParams {
+	if tooManyParams(raw) {
 		return "", false
 	}
 	for raw != "" {
@@ -45,6 +45,10 @@ func Query(raw, key string) (value string, ok bool) {
 	return "", false
 }
 
+func tooManyParams(raw string) bool {
+	return len(raw) >= maxQueryParams && strings.Count(raw, "&") >= maxQueryParams
+}
+
 func needsUnescape(s string) bool {
 	return strings.IndexByte(s, '%') >= 0 || strings.IndexByte(s, '+') >= 0
 }
@@ -53,7 +57,7 @@ func needsUnescape(s string) bool {
 // without unescaping into a new string; want is compared in time that
 // depends on lengths only, so that it can be a secret.
 func QueryIs(raw, key, want string) bool {
-	if strings.Count(raw, "&") >= maxQueryParams {
+	if tooManyParams(raw) {
 		return false
 	}
 	for raw != "" {
