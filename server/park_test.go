@@ -3,11 +3,13 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"strings"
@@ -17,6 +19,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/cometkit/cometkit/internal/fakeclock"
 	"github.com/cometkit/cometkit/internal/testclient"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/longpoll"
@@ -484,5 +487,133 @@ func TestStressParkedPolls(t *testing.T) {
 	t.Logf("%+v", st)
 	if st.Parks == 0 {
 		t.Fatal("no poll was parked")
+	}
+}
+
+// Over TLS a parked poll is answered the same way, and its connection, a
+// *tls.Conn handed back to the http.Server, serves the next request.
+func TestParkedPollOverTLS(t *testing.T) {
+	rc := newRecorder()
+	srv, err := New(rc, Options{HashKey: []byte("0123456789abcdef0123456789abcdef-test-key"), Logger: discard,
+		Session: session.Config{Clock: fakeclock.New()}, LongPoll: longpoll.Options{ParkAfter: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewTLSServer(srv)
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	c, err := testclient.Negotiate(testCtx(t), hs.Client(), hs.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(testCtx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	s := rc.session(t)
+	conn, err := tls.Dial("tcp", hs.Listener.Addr().String(), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	raw := &rawConn{Conn: conn, br: bufio.NewReader(conn)}
+	raw.request(t, http.MethodGet, pollURL(c, nil))
+	for {
+		st, changed := srv.longpoll.ParkStats()
+		if st.Parked == 1 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-testCtx(t).Done():
+			t.Fatal("the TLS poll was not parked")
+		}
+	}
+	if err := s.Send(testCtx(t), "secret"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := raw.response(t); resp.StatusCode != http.StatusOK || resp.Close || body != "9:m1:secret\n" {
+		t.Fatalf("parked TLS poll: %d close=%v %q", resp.StatusCode, resp.Close, body)
+	}
+	raw.request(t, http.MethodPost, c.URL("send", nil))
+	if resp, body := raw.response(t); resp.StatusCode != http.StatusOK || body != "2:a1\n" {
+		t.Fatalf("next request on the TLS connection: %d %q", resp.StatusCode, body)
+	}
+}
+
+// An HTTP/2 poll has no connection of its own to take: it is held.
+func TestHTTP2PollIsHeld(t *testing.T) {
+	rc := newRecorder()
+	clock := fakeclock.New()
+	srv, err := New(rc, Options{HashKey: []byte("0123456789abcdef0123456789abcdef-test-key"), Logger: discard,
+		Session: session.Config{Clock: clock}, LongPoll: longpoll.Options{ParkAfter: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv)
+	hs.EnableHTTP2 = true
+	hs.StartTLS()
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	c, err := testclient.Negotiate(testCtx(t), hs.Client(), hs.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(testCtx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	s := rc.session(t)
+	done := pollAsync(t, c)
+	if !clock.WaitPending(25*time.Second, 1, testCtx(t).Done()) {
+		t.Fatal("poll not held")
+	}
+	if err := s.Send(testCtx(t), "over h2"); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; len(res.Messages) != 1 || res.Messages[0] != "over h2" {
+		t.Fatalf("h2 poll: %+v", res.Frames)
+	}
+	if st, _ := srv.longpoll.ParkStats(); st.Parks != 0 {
+		t.Fatalf("an HTTP/2 poll was parked: %+v", st)
+	}
+}
+
+// hidingWriter is middleware's ResponseWriter that neither hijacks nor
+// unwraps.
+type hidingWriter struct{ w http.ResponseWriter }
+
+func (h hidingWriter) Header() http.Header         { return h.w.Header() }
+func (h hidingWriter) Write(p []byte) (int, error) { return h.w.Write(p) }
+func (h hidingWriter) WriteHeader(code int)        { h.w.WriteHeader(code) }
+
+// Behind a ResponseWriter that cannot be hijacked, a poll is held.
+func TestUnhijackablePollIsHeld(t *testing.T) {
+	rc := newRecorder()
+	clock := fakeclock.New()
+	srv, err := New(rc, Options{HashKey: []byte("0123456789abcdef0123456789abcdef-test-key"), Logger: discard,
+		Session: session.Config{Clock: clock}, LongPoll: longpoll.Options{ParkAfter: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(hidingWriter{w}, r) }))
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	c, err := testclient.Negotiate(testCtx(t), hs.Client(), hs.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Send(testCtx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	s := rc.session(t)
+	done := pollAsync(t, c)
+	if !clock.WaitPending(25*time.Second, 1, testCtx(t).Done()) {
+		t.Fatal("poll not held")
+	}
+	if err := s.Send(testCtx(t), "held"); err != nil {
+		t.Fatal(err)
+	}
+	if res := <-done; len(res.Messages) != 1 || res.Messages[0] != "held" {
+		t.Fatalf("poll: %+v", res.Frames)
+	}
+	if st, _ := srv.longpoll.ParkStats(); st.Parks != 0 {
+		t.Fatalf("parked behind an unhijackable writer: %+v", st)
 	}
 }
