@@ -68,6 +68,9 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 	pk.mu.Lock()
 	p.pk = pk
 	p.parked.Store(true)
+	if note, _ := p.note.Load().(chan struct{}); note != nil {
+		p.note.Store(chan struct{}(nil)) // no one waits on it any more
+	}
 	pk.watched = lp.watch.add(conn, pk.hangUp)
 	pk.mu.Unlock()
 	// Whatever the session said since the last look is answered now.
