@@ -43,7 +43,7 @@ func parkable(r *http.Request) bool {
 }
 
 // park hijacks the poll's connection and hands the poll to the session's
-// wake-ups. It returns false, having changed nothing, if the connection
+// wake-ups. It returns false, having written nothing, if the connection
 // cannot be hijacked; the request's goroutine then goes on holding the poll.
 func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, callback string) bool {
 	// The answer's headers: those set so far (CORS, Vary, whatever
