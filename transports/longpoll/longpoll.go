@@ -62,7 +62,10 @@ type Options struct {
 	NoHijack bool
 	// CloseParked answers a parked poll with Connection: close instead of
 	// handing its connection back to the http.Server for the next request.
-	// The client then opens a new connection for its next poll.
+	// The client then opens a new connection for its next poll. (Handing
+	// back is http.Server.Serve on a listener that yields that connection:
+	// the server's ConnState hook sees it hijacked, then new again, and
+	// its BaseContext and ConnContext hooks run again.)
 	CloseParked bool
 	// WriteTimeout bounds writing a parked poll's answer (default 10 s).
 	WriteTimeout time.Duration
