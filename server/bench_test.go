@@ -27,6 +27,7 @@ import (
 
 	"github.com/cometkit/cometkit/internal/testclient"
 	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/longpoll"
 	"github.com/cometkit/cometkit/transports/wire"
 )
 
@@ -59,7 +60,7 @@ func BenchmarkLongPollRoundTrip(b *testing.B) {
 	b.ReportAllocs()
 	b.SetParallelism(8) // 16 sessions on 2 cores: enough to keep both busy
 	b.ResetTimer()
-	start := time.Now()
+	start, cpu := time.Now(), processCPU()
 	b.RunParallel(func(pb *testing.PB) {
 		c, err := testclient.Negotiate(ctx, hc, hs.URL, nil)
 		if err != nil {
@@ -81,12 +82,15 @@ func BenchmarkLongPollRoundTrip(b *testing.B) {
 			}
 		}
 	})
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), processCPU()-cpu
 	b.StopTimer()
 	if err, _ := failed.Load().(error); err != nil {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "roundtrips/s")
+	// Client and server together; steadier than round trips/s when other
+	// jobs share the cores.
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/roundtrip")
 }
 
 // idleServerEnv makes the test binary run as a bare server process for
@@ -109,6 +113,7 @@ type memReport struct {
 	Goroutines int
 	Opened     uint64
 	Sessions   int
+	Parked     int // long polls parked (longpoll.Options.ParkAfter)
 }
 
 // runIdleServer serves an application that waits in Recv (as most do),
@@ -134,11 +139,14 @@ func runIdleServer() {
 		}
 	})
 	var err error
+	// COMETKIT_PARK_AFTER (a duration) overrides longpoll.Options.ParkAfter.
+	parkAfter, _ := time.ParseDuration(os.Getenv("COMETKIT_PARK_AFTER"))
 	srv, err = New(app, Options{
 		HashKey:     []byte("0123456789abcdef0123456789abcdef"),
 		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxSessions: 1 << 20,
 		Session:     session.Config{HeartbeatInterval: 10 * time.Minute, DisconnectTimeout: 20 * time.Minute},
+		LongPoll:    longpoll.Options{ParkAfter: parkAfter},
 	})
 	if err != nil {
 		panic(err)
@@ -159,9 +167,10 @@ func runIdleServer() {
 		rss := selfRSS()
 		debug.FreeOSMemory()
 		_ = json.NewEncoder(w).Encode(memReport{RSS: rss, RSSFreed: selfRSS(), HeapInuse: ms.HeapInuse, Stack: ms.StackInuse,
-			Goroutines: runtime.NumGoroutine(), Opened: st.Opened, Sessions: st.Sessions})
+			Goroutines: runtime.NumGoroutine(), Opened: st.Opened, Sessions: st.Sessions, Parked: st.ParkedPolls})
 	})
-	// /_wait?opened=N answers once N sessions have opened since start.
+	// /_wait?opened=N answers once N sessions have opened since start,
+	// and (with &parked=P) P long polls are parked.
 	mux.HandleFunc("/_wait", func(w http.ResponseWriter, r *http.Request) {
 		want, _ := strconv.ParseUint(r.URL.Query().Get("opened"), 10, 64)
 		for {
@@ -169,8 +178,7 @@ func runIdleServer() {
 			n, ch := opened, openedCh
 			openedMu.Unlock()
 			if n >= want {
-				fmt.Fprintln(w, n)
-				return
+				break
 			}
 			select {
 			case <-ch:
@@ -178,6 +186,11 @@ func runIdleServer() {
 				return
 			}
 		}
+		parked, _ := strconv.Atoi(r.URL.Query().Get("parked"))
+		if err := waitParkedAtLeast(r.Context(), srv, parked); err != nil {
+			return
+		}
+		fmt.Fprintln(w, want)
 	})
 	// /_broadcast sends every live session one 64-byte message that starts
 	// with the send time, so clients can measure delivery latency.
@@ -213,6 +226,21 @@ func runIdleServer() {
 	_ = http.Serve(ln, mux)
 }
 
+// waitParkedAtLeast waits until n long polls are parked.
+func waitParkedAtLeast(ctx context.Context, srv *Server, n int) error {
+	for {
+		st, changed := srv.longpoll.ParkStats()
+		if st.Parked >= n {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 func selfRSS() int64 {
 	f, err := os.Open("/proc/self/status")
 	if err != nil {
@@ -231,10 +259,11 @@ func selfRSS() int64 {
 
 // BenchmarkIdleLongPollSessions holds COMETKIT_IDLE_SESSIONS (default
 // 10,000) sessions, each with a held poll, against a server in its own
-// process, and reports that process's RSS and heap growth per session.
+// process, and reports that process's RSS and heap growth per session,
+// once every poll has been held long enough to be parked (ParkAfter).
 // Run it once: go test ./server -run '^$' -bench IdleLongPoll -benchtime 1x
 func BenchmarkIdleLongPollSessions(b *testing.B) {
-	benchIdle(b, func(ctx context.Context, c *testclient.Client) { _, _ = c.Poll(ctx) })
+	benchAgainstServer(b, func(ctx context.Context, c *testclient.Client) { _, _ = c.Poll(ctx) }, nil, true)
 }
 
 // BenchmarkIdleEventStreamSessions is the same with an open event stream
@@ -359,17 +388,17 @@ func benchBroadcast(b *testing.B, endpoint string) {
 			b.ReportMetric(float64(sent)/elapsed.Seconds(), "deliveries/s")
 			b.ReportMetric(float64(sendNs)/1e6, "server-send-ms")
 		}
-	})
+	}, false)
 }
 
 func benchIdle(b *testing.B, hold func(context.Context, *testclient.Client)) {
-	benchAgainstServer(b, hold, nil)
+	benchAgainstServer(b, hold, nil, false)
 }
 
 // benchAgainstServer starts the server process, opens the sessions, each
 // held by hold, and then either reports memory per session (measure nil)
 // or runs measure.
-func benchAgainstServer(b *testing.B, hold func(context.Context, *testclient.Client), measure func(hc *http.Client, base string, n int)) {
+func benchAgainstServer(b *testing.B, hold func(context.Context, *testclient.Client), measure func(hc *http.Client, base string, n int), parked bool) {
 	n := 10000
 	if v, err := strconv.Atoi(os.Getenv("COMETKIT_IDLE_SESSIONS")); err == nil && v > 0 {
 		n = v
@@ -404,18 +433,18 @@ func benchAgainstServer(b *testing.B, hold func(context.Context, *testclient.Cli
 		return m
 	}
 	if measure != nil {
-		holdIdleSessions(b, hc, base, n, mem, hold, func() {
+		holdIdleSessions(b, hc, base, n, mem, hold, parked, func() {
 			b.ResetTimer()
 			measure(hc, base, n)
 		})
 		return
 	}
 	for i := 0; i < b.N; i++ {
-		holdIdleSessions(b, hc, base, n, mem, hold, nil)
+		holdIdleSessions(b, hc, base, n, mem, hold, parked, nil)
 	}
 }
 
-func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport, hold func(context.Context, *testclient.Client), then func()) {
+func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem func() memReport, hold func(context.Context, *testclient.Client), parked bool, then func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var polls sync.WaitGroup
 	defer func() { cancel(); polls.Wait() }()
@@ -447,10 +476,13 @@ func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem fun
 			go func(c *testclient.Client) { defer polls.Done(); hold(ctx, c) }(c)
 		}
 		// Every session opens when its first poll or stream attaches: wait
-		// for the server to say all have.
+		// for the server to say all have (and that all polls are parked).
 		waitCtx, stop := context.WithTimeout(context.Background(), 2*time.Minute)
-		req, _ := http.NewRequestWithContext(waitCtx, http.MethodGet,
-			fmt.Sprintf("%s/_wait?opened=%d", base, before.Opened+uint64(n)), nil)
+		wait := fmt.Sprintf("%s/_wait?opened=%d", base, before.Opened+uint64(n))
+		if parked {
+			wait += fmt.Sprintf("&parked=%d", before.Parked+n)
+		}
+		req, _ := http.NewRequestWithContext(waitCtx, http.MethodGet, wait, nil)
 		resp, err := hc.Do(req)
 		stop()
 		if err != nil {
@@ -470,6 +502,9 @@ func holdIdleSessions(b *testing.B, hc *http.Client, base string, n int, mem fun
 		b.ReportMetric(float64(int64(after.Stack)-int64(before.Stack))/float64(n)/1024, "stack-KB/session")
 		b.ReportMetric(float64(int64(after.HeapInuse)-int64(before.HeapInuse))/float64(n)/1024, "heap-KB/session")
 		b.ReportMetric(float64(after.Goroutines-before.Goroutines)/float64(n), "goroutines/session")
+		if parked {
+			b.ReportMetric(float64(after.Parked-before.Parked)/float64(n), "parked/session")
+		}
 		b.ReportMetric(float64(n), "sessions")
 	}
 }
@@ -616,3 +651,101 @@ func BenchmarkWebSocketRoundTrip(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "roundtrips/s")
 }
+
+// BenchmarkLongPollFanOut: one op sends a 64-byte message to each of 64
+// sessions and waits until every client has it; each client polls again at
+// once, so most polls wait for the next op. It compares the ways a waiting
+// poll can be held: by net/http (held), parked and its connection handed
+// back to the http.Server (parked), or parked and answered with
+// Connection: close (parked-close). Clients share the machine.
+// Run: go test ./server -run '^$' -bench LongPollFanOut -benchtime 2000x
+func BenchmarkLongPollFanOut(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		opts longpollOptions
+	}{
+		{"held", longpollOptions{NoHijack: true}},
+		{"parked", longpollOptions{ParkAfter: -1}},
+		{"parked-close", longpollOptions{ParkAfter: -1, CloseParked: true}},
+	} {
+		b.Run(mode.name, func(b *testing.B) { benchLongPollFanOut(b, mode.opts) })
+	}
+}
+
+func benchLongPollFanOut(b *testing.B, lpo longpollOptions) {
+	const sessions = 64
+	opened := make(chan *session.Session, sessions)
+	srv, err := New(HandlerFunc(func(s *session.Session) {
+		opened <- s
+		<-s.Context().Done()
+	}), Options{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: discard, LongPoll: lpo})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	tr := benchTransport()
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan struct{}, sessions)
+	var failed atomic.Value
+	var clients sync.WaitGroup
+	all := make([]*session.Session, 0, sessions)
+	for i := 0; i < sessions; i++ {
+		c, err := testclient.Negotiate(ctx, hc, hs.URL, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients.Add(1)
+		go func() {
+			defer clients.Done()
+			for ctx.Err() == nil {
+				res, err := c.Poll(ctx)
+				if err != nil {
+					if ctx.Err() == nil {
+						failed.Store(err)
+					}
+					return
+				}
+				for range res.Messages {
+					got <- struct{}{}
+				}
+			}
+		}()
+		all = append(all, <-opened)
+	}
+	msg := strings.Repeat("x", 64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	st, _ := srv.longpoll.ParkStats()
+	start, cpu, parks := time.Now(), processCPU(), st.Parks
+	for i := 0; i < b.N; i++ {
+		for _, s := range all {
+			if err := s.Send(ctx, msg); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for range all {
+			select {
+			case <-got:
+			case <-time.After(30 * time.Second):
+				b.Fatalf("op %d: not delivered (%v)", i, failed.Load())
+			}
+		}
+	}
+	elapsed, cpu := time.Since(start), processCPU()-cpu
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*sessions)/elapsed.Seconds(), "deliveries/s")
+	b.ReportMetric(float64(cpu.Microseconds())/float64(b.N*sessions), "cpu-µs/delivery")
+	st, _ = srv.longpoll.ParkStats()
+	b.ReportMetric(float64(st.Parks-parks)/float64(b.N*sessions), "parks/delivery")
+	cancel()
+	srv.Close()
+	hs.CloseClientConnections()
+	clients.Wait()
+}
+
+type longpollOptions = longpoll.Options

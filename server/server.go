@@ -67,6 +67,10 @@ type Options struct {
 	MaxSessions int
 	// MaxBodyBytes bounds a send's body (default 1 MiB).
 	MaxBodyBytes int64
+	// LongPoll tunes the long-polling transport (its MaxBodyBytes defaults
+	// to the one above, its Clock to the session's, its Logger to the
+	// server's).
+	LongPoll longpoll.Options
 	// Logger receives the server's log lines (default slog.Default()).
 	Logger *slog.Logger
 	// EventStream tunes the event-stream transport (its Clock and Logger
@@ -107,13 +111,21 @@ type Server struct {
 	hub      *Hub
 
 	mu       sync.RWMutex
-	sessions map[string]*session.Session
+	sessions map[string]entry
 	changed  chan struct{} // closed and replaced when a session closes or flushes, or a handler returns
 	closing  bool
 	running  int // handlers running
 
 	handlers sync.WaitGroup // running ServeSession calls
 	stats    counters
+}
+
+// entry is a live session and the token minted for it at negotiation: a
+// request that bears exactly that token needs no signature check, which
+// would otherwise be an HMAC and two base64 decodings on every poll and send.
+type entry struct {
+	sess  *session.Session
+	token string // "" for a raw WebSocket's session, which has none
 }
 
 // New returns a Server calling h for every session.
@@ -156,13 +168,23 @@ func New(h Handler, opts Options) (*Server, error) {
 		origins:  newOriginPolicy(opts.AllowedOrigins, opts.CheckOrigin),
 		maxSess:  opts.MaxSessions,
 		log:      log,
-		sessions: map[string]*session.Session{},
+		sessions: map[string]entry{},
 		changed:  make(chan struct{}),
 	}
 	if s.maxSess <= 0 {
 		s.maxSess = 100_000
 	}
-	s.longpoll = longpoll.New(longpoll.Options{MaxBodyBytes: opts.MaxBodyBytes, Logger: log})
+	lpo := opts.LongPoll
+	if lpo.MaxBodyBytes <= 0 {
+		lpo.MaxBodyBytes = opts.MaxBodyBytes
+	}
+	if lpo.Clock == nil {
+		lpo.Clock = s.cfg.Clock
+	}
+	if lpo.Logger == nil {
+		lpo.Logger = log
+	}
+	s.longpoll = longpoll.New(lpo)
 	es := opts.EventStream
 	if es.Clock == nil {
 		es.Clock = s.cfg.Clock
@@ -306,7 +328,7 @@ func (s *Server) serveRaw(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket only")
 		return
 	}
-	sess, err := s.create(r, nil)
+	sess, err := s.create(r, session.NewID(), "", nil)
 	if err != nil {
 		w.Header().Set("Retry-After", "5")
 		s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
@@ -329,7 +351,13 @@ type refuser func(w http.ResponseWriter, r *http.Request, code session.Code, rea
 // authorize checks the request's token against the session named in its
 // path and returns the live session, or answers the request and returns nil.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, gone refuser) *session.Session {
-	raw := r.URL.Query().Get("t")
+	s.mu.RLock()
+	e, ok := s.sessions[id]
+	s.mu.RUnlock()
+	if ok && e.token != "" && httpx.QueryIs(r.URL.RawQuery, "t", e.token) {
+		return e.sess // the very token we signed for this session
+	}
+	raw, _ := httpx.Query(r.URL.RawQuery, "t")
 	if raw == "" {
 		s.refuse(w, r, http.StatusUnauthorized, "missing_token", "session requests need their token in t=")
 		return nil
@@ -346,7 +374,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, go
 		return nil
 	}
 	s.mu.RLock()
-	sess := s.sessions[id]
+	sess := s.sessions[id].sess
 	s.mu.RUnlock()
 	if sess == nil {
 		// Signed by us, so it was ours; now it is gone: the client must reset.
@@ -401,20 +429,20 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, http.StatusBadRequest, "bad_topics", err.Error())
 		return
 	}
-	sess, err := s.create(r, offsets)
+	id := session.NewID()
+	tok, err := s.tokens.mint(token{SessionID: id, Node: s.node})
+	if err != nil {
+		s.log.Error("cometkit: negotiate failed", "err", err)
+		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
+		return
+	}
+	sess, err := s.create(r, id, tok, offsets)
 	if err != nil {
 		if errors.Is(err, errFull) || errors.Is(err, errShuttingDown) {
 			w.Header().Set("Retry-After", "5")
 			s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
 			return
 		}
-		s.log.Error("cometkit: negotiate failed", "err", err)
-		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
-		return
-	}
-	tok, err := s.tokens.mint(token{SessionID: sess.ID(), Node: s.node})
-	if err != nil {
-		sess.Terminate(session.CodeInternalError, "token")
 		s.log.Error("cometkit: negotiate failed", "err", err)
 		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
 		return
@@ -445,7 +473,9 @@ var (
 	errShuttingDown = errors.New("server is shutting down")
 )
 
-func (s *Server) create(r *http.Request, offsets map[string]uint64) (*session.Session, error) {
+// create registers a new session with this ID and the token minted for it;
+// offsets are where its client was in the topics it followed before.
+func (s *Server) create(r *http.Request, id, token string, offsets map[string]uint64) (*session.Session, error) {
 	info := session.Info{
 		RemoteAddr:   r.RemoteAddr,
 		Header:       textproto.MIMEHeader(r.Header.Clone()),
@@ -460,8 +490,8 @@ func (s *Server) create(r *http.Request, offsets map[string]uint64) (*session.Se
 	if len(s.sessions) >= s.maxSess {
 		return nil, errFull
 	}
-	sess := session.New(session.NewID(), info, &s.cfg, &s.hooks)
-	s.sessions[sess.ID()] = sess
+	sess := session.New(id, info, &s.cfg, &s.hooks)
+	s.sessions[id] = entry{sess: sess, token: token}
 	s.stats.created.Add(1)
 	return sess, nil
 }
@@ -501,7 +531,7 @@ func (s *Server) sessionOpened(sess *session.Session) {
 func (s *Server) sessionClosed(sess *session.Session) {
 	s.hub.drop(sess)
 	s.mu.Lock()
-	if s.sessions[sess.ID()] == sess {
+	if s.sessions[sess.ID()].sess == sess {
 		delete(s.sessions, sess.ID())
 	}
 	s.mu.Unlock()
@@ -527,7 +557,7 @@ func (s *Server) Hub() *Hub { return s.hub }
 func (s *Server) Session(id string) *session.Session {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.sessions[id]
+	return s.sessions[id].sess
 }
 
 // Len is the number of live sessions (open, connecting or closing).
@@ -550,8 +580,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for {
 		s.mu.RLock()
 		waiting, changed := 0, s.changed
-		for _, sess := range s.sessions {
-			if !sess.Flushed() {
+		for _, e := range s.sessions {
+			if !e.sess.Flushed() {
 				waiting++
 			}
 		}
@@ -574,6 +604,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		running, changed := s.running, s.changed
 		s.mu.RUnlock()
 		if running == 0 {
+			// Freed sessions kicked their parked polls: their answers
+			// are being written.
+			if err := s.longpoll.WaitParked(ctx); err != nil {
+				return err
+			}
 			return ctx.Err()
 		}
 		select {
@@ -592,6 +627,9 @@ func (s *Server) Close() {
 		sess.Terminate(session.CodeGoingAway, "server closed")
 	}
 	s.handlers.Wait()
+	// Every parked poll was kicked; wait for its answer to be written (at
+	// most the long-poll WriteTimeout).
+	_ = s.longpoll.WaitParked(context.Background())
 }
 
 // stop refuses new sessions and handlers from now on, and returns the live
@@ -601,8 +639,8 @@ func (s *Server) stop() []*session.Session {
 	defer s.mu.Unlock()
 	s.closing = true
 	all := make([]*session.Session, 0, len(s.sessions))
-	for _, sess := range s.sessions {
-		all = append(all, sess)
+	for _, e := range s.sessions {
+		all = append(all, e.sess)
 	}
 	return all
 }
@@ -645,6 +683,9 @@ type Stats struct {
 	Closed    uint64 // reached Closed
 	Resets    uint64 // requests for a session that was gone (client told to reset)
 	BadTokens uint64 // requests refused for a bad or foreign token
+	// ParkedPolls are long polls waiting now with their connections taken
+	// off net/http (longpoll.Options.ParkAfter).
+	ParkedPolls int
 }
 
 type counters struct {
@@ -653,6 +694,7 @@ type counters struct {
 
 // Stats returns the server's running totals.
 func (s *Server) Stats() Stats {
+	parked, _ := s.longpoll.ParkStats()
 	return Stats{
 		Sessions:  s.Len(),
 		Created:   s.stats.created.Load(),
@@ -660,6 +702,8 @@ func (s *Server) Stats() Stats {
 		Closed:    s.stats.closed.Load(),
 		Resets:    s.stats.resets.Load(),
 		BadTokens: s.stats.badTokens.Load(),
+
+		ParkedPolls: parked.Parked,
 	}
 }
 

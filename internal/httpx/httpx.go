@@ -20,23 +20,45 @@ type ErrorBody struct {
 	Ack *uint64 `json:"ack,omitempty"`
 }
 
+// TypeJSON is the Content-Type of JSON answers.
+const TypeJSON = "application/json; charset=utf-8"
+
 // WriteError answers status with a JSON ErrorBody.
 func WriteError(w http.ResponseWriter, status int, body ErrorBody) {
-	var b bytes.Buffer
-	_ = json.NewEncoder(&b).Encode(body)
-	h := w.Header()
-	NoCache(h)
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Content-Length", strconv.Itoa(b.Len()))
+	b, _ := ErrorJSON(body)
+	Answer(w.Header(), TypeJSON, len(b))
 	w.WriteHeader(status)
-	_, _ = w.Write(b.Bytes())
+	_, _ = w.Write(b)
+}
+
+// ErrorJSON is the JSON encoding of body, with a final newline.
+func ErrorJSON(body ErrorBody) ([]byte, error) {
+	var b bytes.Buffer
+	err := json.NewEncoder(&b).Encode(body)
+	return b.Bytes(), err
 }
 
 // NoCache sets the headers that keep browsers and proxies from caching or
 // transforming an answer, and from sniffing its type.
 func NoCache(h http.Header) {
-	h.Set("Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")
-	h.Set("Pragma", "no-cache")
-	h.Set("Expires", "0")
-	h.Set("X-Content-Type-Options", "nosniff")
+	setNoCache(h, make([]string, 4))
 }
+
+// Answer sets NoCache's headers, Content-Type and Content-Length: what
+// every poll, send and negotiate answer carries. The values share one
+// allocation (h.Set makes one per header, on every request).
+func Answer(h http.Header, contentType string, length int) {
+	v := make([]string, 6)
+	setNoCache(h, v[:4])
+	v[4], v[5] = contentType, strconv.Itoa(length)
+	h["Content-Type"], h["Content-Length"] = v[4:5:5], v[5:6:6]
+}
+
+// setNoCache sets NoCache's headers with v (4 long) as their values; each
+// header gets a slice of its own capacity, so an Add appends elsewhere.
+func setNoCache(h http.Header, v []string) {
+	v[0], v[1], v[2], v[3] = cacheControl, "no-cache", "0", "nosniff"
+	h["Cache-Control"], h["Pragma"], h["Expires"], h["X-Content-Type-Options"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
+}
+
+const cacheControl = "no-store, no-cache, no-transform, must-revalidate, max-age=0"

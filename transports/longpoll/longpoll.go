@@ -3,6 +3,18 @@
 // says (the send). Each also has a JSONP form for browsers that cannot make
 // cross-origin requests any other way (IE6/7), and every answer is text/plain
 // or JavaScript with no custom header, so IE8/9's XDomainRequest can read it.
+//
+// A poll that has waited Options.ParkAfter with nothing to say is parked: on
+// HTTP/1.1 its connection is hijacked and kept with no goroutine and no
+// buffer, and a short-lived goroutine writes the answer when the session
+// wakes it (a message, its heartbeat, its close, a newer poll). The answer
+// is the same HTTP response net/http would have written, and the connection
+// then goes back to the http.Server for the client's next request, as a
+// kept-alive connection would. On Linux a parked connection is watched for
+// the client hanging up (epoll, one goroutine for all of them), so the
+// session learns of an abandoned poll at once, as it does from net/http.
+// HTTP/2 polls, and polls behind a ResponseWriter that cannot be hijacked,
+// are held by net/http as before.
 package longpoll
 
 import (
@@ -13,7 +25,12 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/session"
@@ -32,13 +49,54 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxFrames bounds the frames in one send (default 4096).
 	MaxFrames int
+	// ParkAfter is how long a poll with nothing to say is held by net/http
+	// before it is parked (default DefaultParkAfter; negative parks it at
+	// once). A held poll costs net/http's two goroutines and its buffers,
+	// about 18 KB more than a parked one; parking it costs about 25 µs of
+	// CPU (the hijack, a goroutine to answer it, a new connection goroutine
+	// and buffers when the connection is handed back), so a poll that a busy
+	// session answers within ParkAfter is not parked.
+	ParkAfter time.Duration
+	// NoHijack never parks a poll: every held poll keeps its net/http
+	// goroutine and buffers until answered.
+	NoHijack bool
+	// CloseParked answers a parked poll with Connection: close instead of
+	// handing its connection back to the http.Server for the next request.
+	// The client then opens a new connection for its next poll. (Handing
+	// back is http.Server.Serve on a listener that yields that connection:
+	// the server's ConnState hook sees it hijacked, then new again, and
+	// its BaseContext and ConnContext hooks run again.)
+	CloseParked bool
+	// WriteTimeout bounds writing a parked poll's answer (default 10 s).
+	WriteTimeout time.Duration
+	// Clock times ParkAfter (default the wall clock).
+	Clock session.Clock
 	// Logger receives one line per refused request (default slog.Default()).
 	Logger *slog.Logger
 }
 
+// DefaultParkAfter is ParkAfter's default: long enough that a busy
+// session's next message (usually queued already, or a few milliseconds
+// away) finds its poll still held; short enough that an idle session sheds
+// net/http's share at once.
+const DefaultParkAfter = 50 * time.Millisecond
+
 // Transport serves the poll and send requests of sessions.
 type Transport struct {
-	opts Options
+	opts  Options
+	watch watcher                // parked connections whose client may hang up
+	head  atomic.Pointer[[]byte] // the last parked poll's answer head, to share
+
+	mu      sync.Mutex
+	stats   ParkStats
+	changed chan struct{} // closed and replaced when stats change
+}
+
+// ParkStats count parked polls.
+type ParkStats struct {
+	Parked  int    // polls parked now (answers being written included)
+	Parks   uint64 // polls parked since the transport was made
+	HangUps uint64 // parked polls whose client closed the connection before the answer
 }
 
 // New returns a Transport with opts' zero fields defaulted.
@@ -52,32 +110,103 @@ func New(opts Options) *Transport {
 	if opts.MaxFrames <= 0 {
 		opts.MaxFrames = 4096
 	}
+	if opts.ParkAfter == 0 {
+		opts.ParkAfter = DefaultParkAfter
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = session.RealClock{}
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Transport{opts: opts}
+	return &Transport{opts: opts, changed: make(chan struct{})}
 }
 
-// poller is one held poll request as the session sees it.
+// ParkStats returns the parked polls' figures now, and a channel that is
+// closed when they next change.
+func (lp *Transport) ParkStats() (ParkStats, <-chan struct{}) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.stats, lp.changed
+}
+
+// WaitParked returns once no poll is parked (every parked poll answered
+// and its connection handed back or closed), or ctx ends. A server that
+// frees its sessions calls it after, so that no answer is still being
+// written when it returns.
+func (lp *Transport) WaitParked(ctx context.Context) error {
+	for {
+		st, changed := lp.ParkStats()
+		if st.Parked == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (lp *Transport) parkChange(f func(*ParkStats)) {
+	lp.mu.Lock()
+	f(&lp.stats)
+	close(lp.changed)
+	lp.changed = make(chan struct{})
+	lp.mu.Unlock()
+}
+
+// poller is one poll request as the session sees it: held by its request's
+// goroutine, which waits on note, until it is parked; then pk answers it.
+// Most polls find their answer at the first look: note is made only for a
+// poll that waits.
 type poller struct {
-	wake chan struct{}
-	kick chan *session.CloseError
+	lp    *Transport
+	ep    session.Endpoint
+	ack   uint64
+	woken atomic.Bool  // a Wake, a Kick or the park timer since the last look
+	note  atomic.Value // chan struct{} of capacity 1, signalled with woken
+	kick  atomic.Pointer[session.CloseError]
+
+	parkDue atomic.Bool // the park timer has fired
+	parked  atomic.Bool // pk is set: Wake goes to it from now on
+	pk      *parked
 }
 
 func (p *poller) Name() string { return Name }
 
 func (p *poller) Wake() {
-	select {
-	case p.wake <- struct{}{}:
-	default:
+	if p.parked.Load() {
+		p.pk.runner.Wake()
+		return
+	}
+	p.notify()
+	if p.parked.Load() { // parked meanwhile: the request's goroutine may not look again
+		p.pk.runner.Wake()
 	}
 }
 
-func (p *poller) Kick(code session.Code, reason string) {
-	select {
-	case p.kick <- &session.CloseError{Code: code, Reason: reason}:
-	default:
+func (p *poller) notify() {
+	p.woken.Store(true)
+	if note, _ := p.note.Load().(chan struct{}); note != nil {
+		select {
+		case note <- struct{}{}:
+		default:
+		}
 	}
+}
+
+func (p *poller) parkTimerFired() {
+	p.parkDue.Store(true)
+	p.notify()
+}
+
+func (p *poller) Kick(code session.Code, reason string) {
+	p.kick.CompareAndSwap(nil, &session.CloseError{Code: code, Reason: reason})
+	p.Wake()
 }
 
 // ServePoll answers a poll: GET ?ack=N[&callback=F]. The client acknowledges
@@ -85,12 +214,12 @@ func (p *poller) Kick(code session.Code, reason string) {
 // heartbeat when there were none for the heartbeat interval, or an end frame
 // when a newer poll of the same session took over.
 func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
-	q := r.URL.Query()
-	callback, ok := lp.callback(w, r, q)
+	callback, ok := lp.callback(w, r)
 	if !ok {
 		return
 	}
-	ack, err := parseAck(q.Get("ack"))
+	rawAck, _ := httpx.Query(r.URL.RawQuery, "ack")
+	ack, err := parseAck(rawAck)
 	if err != nil {
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
@@ -100,7 +229,7 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
 	}
-	p := &poller{wake: make(chan struct{}, 1), kick: make(chan *session.CloseError, 1)}
+	p := &poller{lp: lp, ep: ep, ack: ack}
 	if err := ep.Attach(p); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -109,39 +238,41 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.writeFrames(w, callback, nil, closeFrame(wire.KindClose, ce))
 		return
 	}
+	mayPark := !lp.opts.NoHijack && parkable(r)
+	var parkTimer session.Timer
+	defer func() {
+		if parkTimer != nil {
+			parkTimer.Stop()
+		}
+	}()
 	var buf []session.Message
+	var note chan struct{}
 	for {
-		b, err := ep.Pull(ctx, p, ack, lp.opts.MaxBatchBytes, buf[:0])
-		if errors.Is(err, session.ErrDetached) {
-			lp.writeFrames(w, callback, nil, kickFrame(lp.kickReason(p)))
+		p.woken.Store(false)
+		a, ready := p.next(ctx, buf[:0])
+		if ready {
+			lp.answer(w, r, callback, a)
 			return
 		}
-		if err != nil {
-			ep.Detach(p)
-			lp.opts.Logger.Error("longpoll: pull failed", "session", ep.ID(), "err", err)
-			lp.refuse(w, r, http.StatusInternalServerError, "internal", "could not read the session's queue")
-			return
-		}
-		if !b.Empty() {
-			// Detach before writing: once the client reads this answer its
-			// session is unattached, and the disconnect timeout is running.
-			ep.Detach(p)
-			var extra []wire.Frame
-			if b.Heartbeat {
-				extra = append(extra, wire.Frame{Kind: wire.KindHeartbeat})
+		buf = a.msgs
+		if mayPark && (lp.opts.ParkAfter < 0 || p.parkDue.Load()) {
+			if lp.park(w, r, p, callback) {
+				return
 			}
-			if b.Close != nil {
-				extra = append(extra, closeFrame(wire.KindClose, b.Close))
-			}
-			lp.writeFrames(w, callback, b.Messages, extra...)
-			return
+			mayPark = false // not hijackable: hold it here
 		}
-		buf = b.Messages
+		if mayPark && parkTimer == nil {
+			parkTimer = lp.opts.Clock.AfterFunc(lp.opts.ParkAfter, p.parkTimerFired)
+		}
+		if note == nil {
+			note = make(chan struct{}, 1)
+			p.note.Store(note)
+		}
+		if p.woken.Load() {
+			continue // woken since the look, maybe before note was there
+		}
 		select {
-		case <-p.wake:
-		case ce := <-p.kick:
-			lp.writeFrames(w, callback, nil, kickFrame(ce))
-			return
+		case <-note:
 		case <-ctx.Done():
 			ep.Detach(p)
 			return
@@ -149,13 +280,60 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 	}
 }
 
-func (lp *Transport) kickReason(p *poller) *session.CloseError {
-	select {
-	case ce := <-p.kick:
-		return ce
-	default:
-		return &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
+// outcome is what a poll answers.
+type outcome struct {
+	msgs  []session.Message
+	extra []wire.Frame
+	fail  bool // the session's queue could not be read: answer 500
+}
+
+// next pulls what p should answer, appending messages to buf; ready is
+// false when there is nothing yet (then o.msgs is buf, to reuse).
+func (p *poller) next(ctx context.Context, buf []session.Message) (o outcome, ready bool) {
+	if ce := p.kick.Load(); ce != nil {
+		return outcome{extra: []wire.Frame{kickFrame(ce)}}, true
 	}
+	b, err := p.ep.Pull(ctx, p, p.ack, p.lp.opts.MaxBatchBytes, buf)
+	if errors.Is(err, session.ErrDetached) {
+		return outcome{extra: []wire.Frame{kickFrame(p.lp.kickReason(p))}}, true
+	}
+	if err != nil {
+		p.ep.Detach(p)
+		p.lp.opts.Logger.Error("longpoll: pull failed", "session", p.ep.ID(), "err", err)
+		return outcome{fail: true}, true
+	}
+	if b.Empty() {
+		return outcome{msgs: b.Messages}, false
+	}
+	// Detach before writing: once the client reads this answer its session
+	// is unattached, and the disconnect timeout is running.
+	p.ep.Detach(p)
+	o.msgs = b.Messages
+	if b.Heartbeat {
+		o.extra = append(o.extra, wire.Frame{Kind: wire.KindHeartbeat})
+	}
+	if b.Close != nil {
+		o.extra = append(o.extra, closeFrame(wire.KindClose, b.Close))
+	}
+	return o, true
+}
+
+const pullFailed = "could not read the session's queue"
+
+// answer writes a held poll's outcome through w.
+func (lp *Transport) answer(w http.ResponseWriter, r *http.Request, callback string, o outcome) {
+	if o.fail {
+		lp.refuse(w, r, http.StatusInternalServerError, "internal", pullFailed)
+		return
+	}
+	lp.writeFrames(w, callback, o.msgs, o.extra...)
+}
+
+func (lp *Transport) kickReason(p *poller) *session.CloseError {
+	if ce := p.kick.Load(); ce != nil {
+		return ce
+	}
+	return &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
 }
 
 // ServeSend accepts what the client says: POST with a batch as the body
@@ -163,8 +341,7 @@ func (lp *Transport) kickReason(p *poller) *session.CloseError {
 // the batch in d and a callback. The answer is an ack frame with the highest
 // message sequence number accepted, and a close frame if the session is over.
 func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
-	q := r.URL.Query()
-	callback, ok := lp.callback(w, r, q)
+	callback, ok := lp.callback(w, r)
 	if !ok {
 		return
 	}
@@ -176,14 +353,15 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 			lp.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "send by GET is only for JSONP (callback=)")
 			return
 		}
-		body = q.Get("d")
+		body, _ = httpx.Query(r.URL.RawQuery, "d")
 		if int64(len(body)) > lp.opts.MaxBodyBytes {
 			lp.refuse(w, r, http.StatusRequestEntityTooLarge, "body_too_large",
 				"d exceeds "+strconv.FormatInt(lp.opts.MaxBodyBytes, 10)+" bytes")
 			return
 		}
 	case http.MethodPost:
-		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lp.opts.MaxBodyBytes))
+		var err error
+		body, err = lp.readBody(w, r)
 		if err != nil {
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
@@ -194,8 +372,7 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 			lp.refuse(w, r, http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
 			return
 		}
-		body = string(raw)
-		if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/plain") && isForm(ct) {
 			form, err := url.ParseQuery(body)
 			if err != nil {
 				lp.refuse(w, r, http.StatusBadRequest, "bad_body", "form body: "+err.Error())
@@ -230,7 +407,7 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	}
 	ctx := r.Context()
 	var (
-		msgs     []session.Message
+		msgs     = make([]session.Message, 0, len(frames))
 		ack      uint64
 		hasAck   bool
 		clientCl *wire.Frame
@@ -260,12 +437,22 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 		}
 	}
 	acked, err := ep.Receive(ctx, msgs)
+	if err != nil {
+		lp.sendFailed(w, r, ep, callback, acked, err)
+		return
+	}
+	if clientCl != nil {
+		_ = ep.ClientClose(session.Code(clientCl.Code), clientCl.Data) // code checked above
+	}
+	lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+}
+
+// sendFailed answers a send whose messages the session did not all take.
+func (lp *Transport) sendFailed(w http.ResponseWriter, r *http.Request, ep session.Endpoint, callback string, acked uint64, err error) {
 	var ce *session.CloseError
 	switch {
-	case err == nil:
 	case errors.As(err, &ce):
 		lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
-		return
 	case errors.Is(err, session.ErrTooLarge):
 		lp.refuseSend(w, r, http.StatusRequestEntityTooLarge, "message_too_large", err.Error(), acked)
 		return
@@ -279,12 +466,40 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	default:
 		lp.opts.Logger.Error("longpoll: receive failed", "session", ep.ID(), "err", err)
 		lp.refuse(w, r, http.StatusInternalServerError, "internal", "could not accept messages")
-		return
 	}
-	if clientCl != nil {
-		_ = ep.ClientClose(session.Code(clientCl.Code), clientCl.Data) // code checked above
+}
+
+// bodyBufs holds buffers for reading sends: a body is copied into the
+// string the session keeps, so the buffer can serve the next send.
+var bodyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// readBody reads a send's body, refusing one over MaxBodyBytes with an
+// *http.MaxBytesError.
+func (lp *Transport) readBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	n := r.ContentLength
+	if n < 0 || n > lp.opts.MaxBodyBytes || n > 64<<10 {
+		// Unknown length, too large, or large enough to read as it comes.
+		raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, lp.opts.MaxBodyBytes))
+		return string(raw), err
 	}
-	lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+	bp := bodyBufs.Get().(*[]byte)
+	defer bodyBufs.Put(bp)
+	buf := *bp
+	if int64(cap(buf)) < n {
+		buf = make([]byte, n)
+		*bp = buf
+	}
+	buf = buf[:n]
+	if _, err := io.ReadFull(r.Body, buf); err != nil {
+		return "", err
+	}
+	return string(buf), nil
+}
+
+// isForm reports whether a send's Content-Type is a form's.
+func isForm(contentType string) bool {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	return mt == "application/x-www-form-urlencoded"
 }
 
 // Refuse answers a poll or send that cannot reach its session (unknown, or
@@ -292,7 +507,7 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 // The status is 200: XDomainRequest and script tags cannot read the body of
 // any other, and the frame says what happened.
 func (lp *Transport) Refuse(w http.ResponseWriter, r *http.Request, code session.Code, reason string) {
-	callback, ok := lp.callback(w, r, r.URL.Query())
+	callback, ok := lp.callback(w, r)
 	if !ok {
 		return
 	}
@@ -317,41 +532,57 @@ func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
 // broadcast message's frame is encoded (escaped, measured) once for every
 // session it goes to; only its sequence number is written per session.
 func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, msgs []session.Message, extra ...wire.Frame) {
-	var out []byte
-	h := w.Header()
-	httpx.NoCache(h)
-	if callback != "" {
-		out = append(out, "/**/"...)
-		out = append(out, callback...)
-		out = append(out, '(', '"')
-		for _, m := range msgs {
-			out = wire.AppendBatchMessageJS(out, m)
-		}
-		for _, f := range extra {
-			out = wire.AppendBatchFrameJS(out, f)
-		}
-		out = append(out, `");`...)
-		h.Set("Content-Type", "application/javascript; charset=utf-8")
-	} else {
+	body, contentType := appendAnswer(nil, callback, msgs, extra)
+	httpx.Answer(w.Header(), contentType, len(body))
+	_, _ = w.Write(body)
+}
+
+const (
+	typeBatch = "text/plain; charset=utf-8"
+	typeJSONP = "application/javascript; charset=utf-8"
+)
+
+// appendAnswer appends the body of a poll or send answer to dst: msgs then
+// extra as a batch, or as a JSONP call; and says its content type.
+func appendAnswer(dst []byte, callback string, msgs []session.Message, extra []wire.Frame) ([]byte, string) {
+	size := 0
+	for _, m := range msgs {
+		size += len(m.Data) + 32
+	}
+	for _, f := range extra {
+		size += len(f.Data) + 32
+	}
+	if callback == "" {
+		out := slices.Grow(dst, size)
 		for _, m := range msgs {
 			out = wire.AppendBatchMessage(out, m)
 		}
 		for _, f := range extra {
 			out = wire.AppendBatchFrame(out, f)
 		}
-		h.Set("Content-Type", "text/plain; charset=utf-8")
+		return out, typeBatch
 	}
-	h.Set("Content-Length", strconv.Itoa(len(out)))
-	_, _ = w.Write(out)
+	out := slices.Grow(dst, size+size/8+len(callback)+16)
+	out = append(out, "/**/"...)
+	out = append(out, callback...)
+	out = append(out, '(', '"')
+	for _, m := range msgs {
+		out = wire.AppendBatchMessageJS(out, m)
+	}
+	for _, f := range extra {
+		out = wire.AppendBatchFrameJS(out, f)
+	}
+	out = append(out, `");`...)
+	return out, typeJSONP
 }
 
 // callback returns the validated JSONP callback name, "" when none was
 // asked for; it answers 400 and returns false for a hostile one.
-func (lp *Transport) callback(w http.ResponseWriter, r *http.Request, q url.Values) (string, bool) {
-	if !q.Has("callback") {
+func (lp *Transport) callback(w http.ResponseWriter, r *http.Request) (string, bool) {
+	cb, ok := httpx.Query(r.URL.RawQuery, "callback")
+	if !ok {
 		return "", true
 	}
-	cb := q.Get("callback")
 	if !ValidCallback(cb) {
 		lp.refuse(w, r, http.StatusBadRequest, "bad_callback",
 			"JSONP callback must match ^[A-Za-z_$][A-Za-z0-9_$.]{0,63}$")

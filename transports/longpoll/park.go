@@ -1,0 +1,291 @@
+package longpoll
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cometkit/cometkit/internal/httpx"
+	"github.com/cometkit/cometkit/internal/wakeup"
+)
+
+// parked is a poll whose connection has been taken off net/http: no
+// goroutine waits for it, and nothing but the connection and the head of
+// its answer is kept. The session's Wake and Kick start runner, which
+// answers the poll if there is something to say.
+type parked struct {
+	p        *poller
+	conn     net.Conn
+	early    []byte       // bytes the client sent after the poll, already read by net/http
+	srv      *http.Server // to hand the connection back to; nil to close it
+	callback string
+	head     []byte // the answer's header lines but Content-Type, Content-Length and Date
+	runner   wakeup.Runner
+	watched  watchHandle
+
+	mu   sync.Mutex // serialises answering and hanging up
+	done bool
+}
+
+// parkable reports whether r's connection may be parked: HTTP/1.1 (for
+// HTTP/2 there is no connection of its own to take) with no body left to
+// read before the next request.
+func parkable(r *http.Request) bool {
+	return r.ProtoMajor == 1 && r.ProtoMinor >= 1 && (r.Body == nil || r.Body == http.NoBody)
+}
+
+// park hijacks the poll's connection and hands the poll to the session's
+// wake-ups. It returns false, having written nothing, if the connection
+// cannot be hijacked; the request's goroutine then goes on holding the poll.
+func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, callback string) bool {
+	// The answer's headers: those set so far (CORS, Vary, whatever
+	// middleware added), and the no-cache ones every answer carries.
+	h := w.Header()
+	httpx.NoCache(h)
+	conn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	pk := &parked{p: p, conn: conn, callback: strings.Clone(callback), head: lp.internHead(appendHeaderLines(nil, h))}
+	if n := brw.Reader.Buffered(); n > 0 {
+		// A client that pipelines; rare, but its request must not be lost.
+		pk.early, _ = brw.Reader.Peek(n)
+		pk.early = bytes.Clone(pk.early)
+	}
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && !r.Close && !lp.opts.CloseParked {
+		pk.srv = srv
+	}
+	pk.runner.F = pk.pump
+	lp.parkChange(func(st *ParkStats) { st.Parked++; st.Parks++ })
+	pk.mu.Lock()
+	p.pk = pk
+	p.parked.Store(true)
+	if note, _ := p.note.Load().(chan struct{}); note != nil {
+		p.note.Store(chan struct{}(nil)) // no one waits on it any more
+	}
+	pk.watched = lp.watch.add(conn, pk.hangUp)
+	pk.mu.Unlock()
+	// Whatever the session said since the last look is answered now.
+	pk.runner.Wake()
+	return true
+}
+
+// internHead returns the head parked polls share when it equals head (as
+// every same-origin poll's does), so that each keeps no copy of its own.
+func (lp *Transport) internHead(head []byte) []byte {
+	if last := lp.head.Load(); last != nil && bytes.Equal(*last, head) {
+		return *last
+	}
+	head = slices.Clip(head)
+	lp.head.Store(&head)
+	return head
+}
+
+// appendHeaderLines appends h's header lines as net/http writes them (sorted,
+// invalid names dropped, line breaks in values turned to spaces, values
+// trimmed), but for those a parked answer writes itself.
+func appendHeaderLines(dst []byte, h http.Header) []byte {
+	var buf [16]string
+	keys := buf[:0]
+	for k := range h {
+		switch k {
+		case "Content-Type", "Content-Length", "Transfer-Encoding", "Date", "Connection", "Trailer":
+			continue
+		}
+		if validHeaderName(k) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		for _, v := range h[k] {
+			dst = append(dst, k...)
+			dst = append(dst, ": "...)
+			start := len(dst)
+			dst = append(dst, v...)
+			for i := start; i < len(dst); i++ {
+				if dst[i] == '\r' || dst[i] == '\n' {
+					dst[i] = ' '
+				}
+			}
+			// Trim what TrimString would: spaces, tabs (and the breaks, now spaces).
+			end := len(dst)
+			for end > start && (dst[end-1] == ' ' || dst[end-1] == '\t') {
+				end--
+			}
+			lead := start
+			for lead < end && (dst[lead] == ' ' || dst[lead] == '\t') {
+				lead++
+			}
+			dst = append(dst[:start], dst[lead:end]...)
+			dst = append(dst, "\r\n"...)
+		}
+	}
+	return dst
+}
+
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// pump answers the poll if there is something to say.
+func (pk *parked) pump() {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.done {
+		return
+	}
+	o, ready := pk.p.next(context.Background(), nil)
+	if !ready {
+		return
+	}
+	if o.fail {
+		body, _ := httpx.ErrorJSON(httpx.ErrorBody{Error: "internal", Message: pullFailed})
+		pk.p.lp.opts.Logger.Info("longpoll: refused", "status", http.StatusInternalServerError,
+			"error", "internal", "message", pullFailed, "session", pk.p.ep.ID())
+		pk.respond(http.StatusInternalServerError, httpx.TypeJSON, body)
+		return
+	}
+	body, contentType := appendAnswer(nil, pk.callback, o.msgs, o.extra)
+	pk.respond(http.StatusOK, contentType, body)
+}
+
+// hangUp is called when the client closes a parked poll's connection: the
+// poll is abandoned, and the session's disconnect timeout starts now.
+func (pk *parked) hangUp() {
+	pk.mu.Lock()
+	defer pk.mu.Unlock()
+	if pk.done {
+		return
+	}
+	pk.p.ep.Detach(pk.p)
+	pk.finish(false)
+	pk.p.lp.parkChange(func(st *ParkStats) { st.HangUps++ })
+}
+
+// respond writes a whole HTTP/1.1 response and ends the parked poll.
+func (pk *parked) respond(status int, contentType string, body []byte) {
+	keep := pk.srv != nil
+	buf := make([]byte, 0, 128+len(pk.head)+len(body))
+	buf = append(buf, "HTTP/1.1 "...)
+	buf = strconv.AppendInt(buf, int64(status), 10)
+	buf = append(buf, ' ')
+	buf = append(buf, http.StatusText(status)...)
+	buf = append(buf, "\r\n"...)
+	buf = append(buf, pk.head...)
+	buf = append(buf, "Content-Length: "...)
+	buf = strconv.AppendInt(buf, int64(len(body)), 10)
+	buf = append(buf, "\r\nContent-Type: "...)
+	buf = append(buf, contentType...)
+	buf = append(buf, "\r\nDate: "...)
+	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
+	if !keep {
+		buf = append(buf, "\r\nConnection: close"...)
+	}
+	buf = append(buf, "\r\n\r\n"...)
+	buf = append(buf, body...)
+	lp := pk.p.lp
+	_ = pk.conn.SetWriteDeadline(time.Now().Add(lp.opts.WriteTimeout))
+	_, err := pk.conn.Write(buf)
+	if err != nil {
+		// Nothing is lost: messages stay held until acknowledged, and the
+		// next poll brings them again.
+		lp.opts.Logger.Info("longpoll: writing a parked poll's answer failed; the next poll resumes",
+			"session", pk.p.ep.ID(), "err", err)
+	}
+	pk.finish(keep && err == nil)
+}
+
+// finish stops watching the connection, then hands it back to the
+// http.Server (keep) or closes it.
+func (pk *parked) finish(keep bool) {
+	pk.done = true
+	lp := pk.p.lp
+	lp.watch.remove(pk.watched)
+	if !keep || !handBack(pk.srv, pk.conn, pk.early) {
+		_ = pk.conn.Close()
+	}
+	lp.parkChange(func(st *ParkStats) { st.Parked-- })
+}
+
+// handBack gives a connection whose last response is complete to srv, to
+// serve the client's next requests on it as on any kept-alive connection.
+// It reports false if srv is shutting down (the caller closes it).
+func handBack(srv *http.Server, conn net.Conn, early []byte) bool {
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return false
+	}
+	if len(early) > 0 {
+		pc := &prefixConn{Conn: conn, early: early}
+		if tc, ok := conn.(*tls.Conn); ok {
+			conn = &tlsPrefixConn{prefixConn: pc, tc: tc}
+		} else {
+			conn = pc
+		}
+	}
+	l := &oneConnListener{conn: conn}
+	_ = srv.Serve(l) // returns once the connection is taken: the next Accept fails
+	return l.taken
+}
+
+// oneConnListener is a net.Listener that accepts one connection, then
+// fails: http.Server.Serve(l) starts serving the connection and returns.
+type oneConnListener struct {
+	conn  net.Conn
+	taken bool
+}
+
+var errHandedBack = errors.New("longpoll: connection handed back")
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if l.taken {
+		return nil, errHandedBack
+	}
+	l.taken = true
+	return l.conn, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
+
+// prefixConn reads the bytes net/http had already read past the poll
+// before the connection's own.
+type prefixConn struct {
+	net.Conn
+	early []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.early) > 0 {
+		n := copy(p, c.early)
+		c.early = c.early[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// tlsPrefixConn keeps Request.TLS set on a TLS connection behind a prefixConn.
+type tlsPrefixConn struct {
+	*prefixConn
+	tc *tls.Conn
+}
+
+func (c *tlsPrefixConn) ConnectionState() tls.ConnectionState { return c.tc.ConnectionState() }
