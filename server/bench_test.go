@@ -111,6 +111,38 @@ type memReport struct {
 	Sessions   int
 }
 
+// COMETKIT_IDLE_CPUPROFILE=FILE profiles the server process from its first
+// broadcast to its exit (when the benchmark closes its stdin): where a
+// broadcast's server time goes, without the client's share or the set-up.
+var serverProfile struct {
+	once sync.Once
+	mu   sync.Mutex
+	stop func()
+}
+
+func startProfile() {
+	serverProfile.once.Do(func() {
+		path := os.Getenv("COMETKIT_IDLE_CPUPROFILE")
+		if path == "" {
+			return
+		}
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			serverProfile.mu.Lock()
+			serverProfile.stop = func() { pprof.StopCPUProfile(); f.Close() }
+			serverProfile.mu.Unlock()
+		}
+	})
+}
+
+func stopProfile() {
+	serverProfile.mu.Lock()
+	defer serverProfile.mu.Unlock()
+	if serverProfile.stop != nil {
+		serverProfile.stop()
+		serverProfile.stop = nil
+	}
+}
+
 // runIdleServer serves an application that waits in Recv (as most do),
 // prints its address, reports its memory at /_mem, and exits when stdin closes.
 func runIdleServer() {
@@ -182,6 +214,7 @@ func runIdleServer() {
 	// /_broadcast sends every live session one 64-byte message that starts
 	// with the send time, so clients can measure delivery latency.
 	mux.HandleFunc("/_broadcast", func(w http.ResponseWriter, r *http.Request) {
+		startProfile()
 		start := time.Now()
 		msg := fmt.Sprintf("%020d", start.UnixNano()) + strings.Repeat(".", 44)
 		n := 0
@@ -196,6 +229,7 @@ func runIdleServer() {
 	// /_publish does the same through the hub: one Publish to the topic
 	// every session joined.
 	mux.HandleFunc("/_publish", func(w http.ResponseWriter, r *http.Request) {
+		startProfile()
 		start := time.Now()
 		msg := fmt.Sprintf("%020d", start.UnixNano()) + strings.Repeat(".", 44)
 		if _, err := srv.Hub().Publish(r.Context(), "all", msg); err != nil {
@@ -209,7 +243,7 @@ func runIdleServer() {
 		panic(err)
 	}
 	fmt.Println(ln.Addr().String())
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); os.Exit(0) }()
+	go func() { _, _ = io.Copy(io.Discard, os.Stdin); stopProfile(); os.Exit(0) }()
 	_ = http.Serve(ln, mux)
 }
 
