@@ -74,10 +74,17 @@ func (e *CloseError) Unwrap() error { return e.Err }
 // with its own read loop so that every violation gets its close code.
 type rfcConn struct {
 	nc           net.Conn
-	r            io.Reader // nc, or the hijack's reader while it holds bytes
+	r            io.Reader // (*source)(c); when parked, br while reading
+	pre          []byte    // what the hijack's reader held, read before nc
 	maxMsg       int
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+
+	// Parked (see link.readRun): no read waits between messages, so the
+	// read deadline is the link's watchdog's, and reads go through br, a
+	// pooled buffer held only while there are bytes to take.
+	parked bool
+	br     *bufio.Reader
 
 	wmu       sync.Mutex
 	closeSent bool
@@ -85,12 +92,33 @@ type rfcConn struct {
 }
 
 func newRFCConn(nc net.Conn, br *bufio.Reader, maxMsg int, readTimeout, writeTimeout time.Duration) *rfcConn {
-	c := &rfcConn{nc: nc, r: nc, maxMsg: maxMsg, readTimeout: readTimeout, writeTimeout: writeTimeout}
+	c := &rfcConn{nc: nc, maxMsg: maxMsg, readTimeout: readTimeout, writeTimeout: writeTimeout}
+	c.r = (*source)(c)
 	if br != nil && br.Buffered() > 0 {
-		c.r = io.MultiReader(io.LimitReader(br, int64(br.Buffered())), nc)
+		c.pre, _ = br.Peek(br.Buffered())
+		c.pre = bytes.Clone(c.pre) // and br, net/http's, goes
 	}
 	return c
 }
+
+// source reads an rfcConn's bytes: first what the hijack's reader held,
+// then the connection.
+type source rfcConn
+
+func (s *source) Read(p []byte) (int, error) {
+	if len(s.pre) > 0 {
+		n := copy(p, s.pre)
+		if s.pre = s.pre[n:]; len(s.pre) == 0 {
+			s.pre = nil
+		}
+		return n, nil
+	}
+	return s.nc.Read(p)
+}
+
+// readBuffers are the buffers of parked connections' reads, held from a
+// readiness report to the next park.
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func (c *rfcConn) Dialect() string { return "rfc6455" }
 
@@ -100,56 +128,95 @@ func (c *rfcConn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadli
 // life, joins fragments, and closes with 1002 (protocol), 1003 (binary),
 // 1007 (invalid UTF-8) or 1009 (too big) as RFC 6455 asks.
 func (c *rfcConn) ReadMessage() (string, error) {
-	var msg []byte
+	msg, _, err := c.next(false)
+	return msg, err
+}
+
+// next reads the next message, as ReadMessage; with dry it also returns
+// (got false) after a control frame when no byte of another frame has
+// been read, so that a parked reader can park again.
+func (c *rfcConn) next(dry bool) (msg string, got bool, err error) {
+	if c.parked && c.br == nil {
+		c.br = readBuffers.Get().(*bufio.Reader)
+		c.br.Reset((*source)(c))
+		c.r = c.br
+	}
+	var buf []byte
 	fragmented := false
 	for {
-		if c.readTimeout > 0 {
+		if c.readTimeout > 0 && !c.parked {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.readTimeout))
 		}
 		h, err := ws.ReadHeader(c.r)
 		if err != nil {
-			return "", c.broken(err)
+			return "", false, c.broken(err)
 		}
 		state := ws.StateServerSide
 		if fragmented {
 			state = state.Set(ws.StateFragmented)
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
-			return "", c.fail(session.CodeProtocolError, err.Error())
+			return "", false, c.fail(session.CodeProtocolError, err.Error())
 		}
 		if h.OpCode == ws.OpBinary {
-			return "", c.fail(CodeUnsupportedData, "binary messages are not taken")
+			return "", false, c.fail(CodeUnsupportedData, "binary messages are not taken")
 		}
-		if !h.OpCode.IsControl() && int64(len(msg))+h.Length > int64(c.maxMsg) {
-			return "", c.fail(session.CodeMessageTooBig, fmt.Sprintf("message over %d bytes", c.maxMsg))
+		if !h.OpCode.IsControl() && int64(len(buf))+h.Length > int64(c.maxMsg) {
+			return "", false, c.fail(session.CodeMessageTooBig, fmt.Sprintf("message over %d bytes", c.maxMsg))
 		}
 		payload := make([]byte, h.Length)
 		if _, err := io.ReadFull(c.r, payload); err != nil {
-			return "", c.broken(err)
+			return "", false, c.broken(err)
 		}
 		ws.Cipher(payload, h.Mask, 0)
 		switch h.OpCode {
 		case ws.OpPing:
 			if err := c.write(ws.MustCompileFrame(ws.NewPongFrame(payload))); err != nil {
-				return "", c.broken(err)
+				return "", false, c.broken(err)
+			}
+			fallthrough
+		case ws.OpPong:
+			if dry && !fragmented && c.buffered() == 0 {
+				return "", false, nil
 			}
 			continue
-		case ws.OpPong:
-			continue
 		case ws.OpClose:
-			return "", c.peerClosed(payload)
+			return "", false, c.peerClosed(payload)
 		}
-		msg = append(msg, payload...)
+		buf = append(buf, payload...)
 		if !h.Fin {
 			fragmented = true
 			continue
 		}
-		if !utf8.Valid(msg) {
-			return "", c.fail(session.CodeInvalidPayload, "text message is not valid UTF-8")
+		if !utf8.Valid(buf) {
+			return "", false, c.fail(session.CodeInvalidPayload, "text message is not valid UTF-8")
 		}
-		return string(msg), nil
+		return string(buf), true, nil
 	}
 }
+
+// buffered is the count of bytes read from the connection and not yet taken.
+func (c *rfcConn) buffered() int {
+	n := len(c.pre)
+	if c.br != nil {
+		n += c.br.Buffered()
+	}
+	return n
+}
+
+// release gives back a parked connection's read buffer once it is empty.
+func (c *rfcConn) release() {
+	if c.br == nil || c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readBuffers.Put(c.br)
+	c.br, c.r = nil, nil
+}
+
+func (c *rfcConn) netConn() net.Conn      { return c.nc }
+func (c *rfcConn) setParked()             { c.parked = true }
+func (c *rfcConn) timeout() time.Duration { return c.readTimeout }
 
 // peerClosed answers the peer's close frame with the same code, as RFC 6455
 // §5.5.1 asks, or with 1002 if its close frame was malformed.
@@ -248,14 +315,27 @@ type hixieConn struct {
 	c            *hixie.Conn
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+	parked       bool // the read deadline is the link's watchdog's
 }
 
 func (h *hixieConn) Dialect() string { return h.c.Draft().String() }
 
 func (h *hixieConn) SetReadDeadline(t time.Time) error { return h.c.SetReadDeadline(t) }
 
+// The drafts have no control frames: every frame read is a message, or the end.
+func (h *hixieConn) next(bool) (string, bool, error) {
+	m, err := h.ReadMessage()
+	return m, err == nil, err
+}
+
+func (h *hixieConn) buffered() int          { return h.c.Buffered() }
+func (h *hixieConn) release()               {} // the hixie.Conn keeps its reader
+func (h *hixieConn) netConn() net.Conn      { return h.c.NetConn() }
+func (h *hixieConn) setParked()             { h.parked = true }
+func (h *hixieConn) timeout() time.Duration { return h.readTimeout }
+
 func (h *hixieConn) ReadMessage() (string, error) {
-	if h.readTimeout > 0 {
+	if h.readTimeout > 0 && !h.parked {
 		_ = h.c.SetReadDeadline(time.Now().Add(h.readTimeout))
 	}
 	m, err := h.c.ReadMessage()

@@ -23,14 +23,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
 
+	"github.com/cometkit/cometkit/internal/netpoll"
 	"github.com/cometkit/cometkit/internal/wakeup"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/websocket/hixie"
@@ -220,8 +224,12 @@ func parseAck(s string) (uint64, error) {
 }
 
 // link is one WebSocket connection carrying a session. Writes happen in
-// pump, run by a goroutine only while there is something to write; reads
-// in one goroutine of its own.
+// pump, run by a goroutine only while there is something to write. Reads
+// happen in readRun, run by a goroutine only while the peer has sent
+// something: between messages the connection is parked in the poller
+// (internal/netpoll) with no goroutine and no read buffer. Where there is
+// no poller (not Linux; TLS, whose records hide bytes from the socket's
+// readiness), readLoop reads in a goroutine of its own.
 type link struct {
 	t    *Transport
 	ep   session.Endpoint
@@ -231,6 +239,13 @@ type link struct {
 	runner wakeup.Runner
 	kick   atomic.Pointer[session.CloseError]
 	ackDue atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
+
+	// The parked reader (nil desc: readLoop instead).
+	desc      *netpoll.Desc
+	rstate    atomic.Int32 // rParked, rRunning or rEnded
+	waitSince atomic.Int64 // Unix ns since when we wait for the peer; 0 while the session takes a message
+	watch     *time.Timer  // the read timeout of a parked reader
+	closed    atomic.Bool  // ended; for the watchdog
 
 	mu      sync.Mutex
 	cursor  uint64 // last message sequence number written
@@ -268,7 +283,128 @@ func (l *link) start() {
 		return
 	}
 	l.runner.Wake()
-	go l.readLoop()
+	l.startReading()
+}
+
+// Reader states of a parked link.
+const (
+	rParked  = iota // armed in the poller; no goroutine
+	rRunning        // readRun (or readLoop) has the connection
+	rEnded          // the link ended while parked
+)
+
+// startReading parks the connection in the poller if it can, or starts
+// readLoop.
+func (l *link) startReading() {
+	pc, ok := l.conn.(parkable)
+	var sc syscall.Conn
+	if ok && netpoll.Supported {
+		// Exactly these: a wrapper might buffer reads out of the poller's sight.
+		switch nc := pc.netConn().(type) {
+		case *net.TCPConn:
+			sc = nc
+		case *net.UnixConn:
+			sc = nc
+		}
+	}
+	if sc == nil {
+		go l.readLoop()
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.rstate.Store(rRunning) // until parked below: a report before then is ignored, and re-armed
+	desc, err := netpoll.Register(sc, l.readable)
+	if err != nil {
+		l.t.opts.Logger.Debug("websocket: no poller; reading with a goroutine", "err", err)
+		go l.readLoop()
+		return
+	}
+	l.desc = desc
+	pc.setParked()
+	if d := pc.timeout(); d > 0 {
+		l.watch = time.AfterFunc(time.Duration(math.MaxInt64), l.checkAlive)
+		l.watch.Reset(d) // set before it can fire: checkAlive resets it
+	}
+	if pc.buffered() > 0 { // sent with the handshake: no readiness will tell
+		go l.readRun()
+		return
+	}
+	l.park(false)
+}
+
+// readable is the poller's report: start a reader if the link is parked.
+func (l *link) readable() {
+	if l.rstate.CompareAndSwap(rParked, rRunning) {
+		go l.readRun()
+	}
+}
+
+// park re-arms the poller and lets the reader's goroutine go. If the poller
+// will not have it (the connection just closed), the reader goes on as
+// readLoop, which finds out: inline if inline, else in a goroutine.
+func (l *link) park(inline bool) {
+	if l.closed.Load() {
+		return
+	}
+	l.waitSince.Store(time.Now().UnixNano())
+	l.rstate.Store(rParked)
+	if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
+		if inline {
+			l.readLoop()
+		} else {
+			go l.readLoop()
+		}
+	}
+}
+
+// readRun takes the messages the peer has sent, then parks.
+func (l *link) readRun() {
+	pc := l.conn.(parkable)
+	for {
+		l.waitSince.Store(time.Now().UnixNano())
+		msg, got, err := pc.next(true)
+		if err != nil {
+			pc.release()
+			l.readFailed(err)
+			return
+		}
+		if got {
+			l.waitSince.Store(0)
+			if code, reason := l.take(msg); code != 0 {
+				pc.release()
+				l.end(code, reason, true)
+				return
+			}
+		}
+		if pc.buffered() == 0 {
+			break
+		}
+	}
+	pc.release()
+	l.park(true)
+}
+
+// checkAlive is a parked link's read deadline: a peer silent for the read
+// timeout fails the read, as a deadline on a waiting read would.
+func (l *link) checkAlive() {
+	if l.closed.Load() {
+		return
+	}
+	d := l.conn.(parkable).timeout()
+	since, now := l.waitSince.Load(), time.Now().UnixNano()
+	if since == 0 || now-since < int64(d) { // busy with a message, or heard from lately
+		if since != 0 {
+			d = time.Duration(since + int64(d) - now)
+		}
+		l.watch.Reset(d)
+		return
+	}
+	_ = l.conn.SetReadDeadline(time.Unix(0, 1)) // a reader waiting now fails at once
+	l.readable()                                // and a parked one is started to fail
 }
 
 // end closes the connection once; detach lets the session wait for its
@@ -278,6 +414,14 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 		return
 	}
 	l.ended = true
+	l.closed.Store(true)
+	l.rstate.CompareAndSwap(rParked, rEnded) // a late report starts no reader
+	if l.watch != nil {
+		l.watch.Stop()
+	}
+	if l.desc != nil {
+		_ = l.desc.Close()
+	}
 	if detach {
 		l.ep.Detach(l)
 	}
@@ -400,18 +544,7 @@ func (l *link) readLoop() {
 	for {
 		msg, err := l.conn.ReadMessage()
 		if err != nil {
-			var ce *CloseError
-			if !errors.As(err, &ce) {
-				ce = &CloseError{Code: CodeAbnormal, Err: err}
-			}
-			if l.raw != nil && ce.ByPeer {
-				code := ce.Code
-				if session.CheckCloseCode(code) != nil || code == 1005 || code == CodeAbnormal {
-					code = session.CodeNormal // no code of the peer's own
-				}
-				_ = l.raw.ClientClose(code, ce.Reason)
-			}
-			l.end(ce.Code, ce.Reason, true)
+			l.readFailed(err)
 			return
 		}
 		if code, reason := l.take(msg); code != 0 {
@@ -420,6 +553,45 @@ func (l *link) readLoop() {
 		}
 	}
 }
+
+// readFailed ends the link for a read's error.
+func (l *link) readFailed(err error) {
+	var ce *CloseError
+	if !errors.As(err, &ce) {
+		ce = &CloseError{Code: CodeAbnormal, Err: err}
+	}
+	if l.raw != nil && ce.ByPeer {
+		code := ce.Code
+		if session.CheckCloseCode(code) != nil || code == 1005 || code == CodeAbnormal {
+			code = session.CodeNormal // no code of the peer's own
+		}
+		_ = l.raw.ClientClose(code, ce.Reason)
+	}
+	l.end(ce.Code, ce.Reason, true)
+}
+
+// parkable is a Conn whose reader can stop between messages (link.readRun).
+type parkable interface {
+	// netConn is the connection whose readiness the poller watches.
+	netConn() net.Conn
+	// setParked leaves the read deadline to the link's watchdog.
+	setParked()
+	// next reads a message; with dry, it may return none (got false)
+	// after a control frame, when nothing else has been read.
+	next(dry bool) (msg string, got bool, err error)
+	// buffered counts the bytes read and not yet taken: while there are
+	// any, the reader must not park (the socket will not say so).
+	buffered() int
+	// release gives back the read buffer between messages, if any.
+	release()
+	// timeout is the read timeout (0: none).
+	timeout() time.Duration
+}
+
+var (
+	_ parkable = (*rfcConn)(nil)
+	_ parkable = (*hixieConn)(nil)
+)
 
 // take hands one message to the session; a non-zero code ends the connection.
 func (l *link) take(msg string) (session.Code, string) {

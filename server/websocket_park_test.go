@@ -1,0 +1,207 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/cometkit/cometkit/internal/netpoll"
+	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/websocket"
+	"github.com/cometkit/cometkit/transports/wire"
+)
+
+// linkGoroutines counts the goroutines working for WebSocket connections
+// (readers, writers, watchdogs) and the poller's.
+func linkGoroutines() (links, pollers int) {
+	buf := make([]byte, 16<<20)
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		switch {
+		case strings.Contains(g, "transports/websocket.(*link)"), strings.Contains(g, "internal/wakeup.(*Runner)"):
+			links++
+		case strings.Contains(g, "internal/netpoll.(*instance).run"):
+			pollers++
+		}
+	}
+	return links, pollers
+}
+
+// waitLinksIdle waits until no goroutine works for a WebSocket connection
+// (the last writer of a burst may still be returning when its bytes have
+// arrived), and checks that one poller goroutine watches them all.
+func waitLinksIdle(t *testing.T) {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		links, pollers := linkGoroutines()
+		if links == 0 {
+			if netpoll.Supported && pollers != 1 {
+				t.Fatalf("%d poller goroutines", pollers)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%d goroutines still serve idle WebSocket connections", links)
+		default:
+			runtime.Gosched()
+		}
+	}
+}
+
+// Idle WebSocket connections hold no goroutine of ours (on Linux: they are
+// parked in the poller), and still deliver both ways, exactly once.
+func TestWebSocketIdleConnectionsHoldNoGoroutine(t *testing.T) {
+	if !netpoll.Supported {
+		t.Skip("no poller on this system: each connection has a reader goroutine")
+	}
+	const n = 200
+	ts := newTestServer(t, echo, Options{})
+	conns := make([]*wsConn, n)
+	for i := range conns {
+		c := ts.negotiate(t)
+		conns[i] = dialWS(t, sessionWS(c, 0), nil)
+		if f := conns[i].frame(); f.Kind != wire.KindHeartbeat {
+			t.Fatalf("first frame %+v", f)
+		}
+	}
+	waitLinksIdle(t)
+	for round := uint64(1); round <= 3; round++ {
+		for i, c := range conns {
+			c.sendFrame(wire.Frame{Kind: wire.KindMessage, Seq: round, Data: fmt.Sprintf("%d/%d", i, round)})
+		}
+		for i, c := range conns {
+			// The ack of ours and the echo, in either order, each once.
+			var gotAck, gotEcho bool
+			for !gotAck || !gotEcho {
+				f := c.frame()
+				switch {
+				case f.Kind == wire.KindAck && f.Seq == round && !gotAck:
+					gotAck = true
+				case f.Kind == wire.KindMessage && f.Seq == round && f.Data == fmt.Sprintf("%d/%d", i, round) && !gotEcho:
+					gotEcho = true
+				case f.Kind == wire.KindHeartbeat:
+				default:
+					t.Fatalf("connection %d, round %d: frame %+v", i, round, f)
+				}
+			}
+			c.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: round})
+		}
+		waitLinksIdle(t)
+	}
+	if ts.Len() != n {
+		t.Fatalf("%d sessions, want %d", ts.Len(), n)
+	}
+}
+
+// Parked connections whose peers went silent are cut at the read timeout,
+// and their sessions wait for them to come back.
+func TestWebSocketParkedSilentPeersAreCut(t *testing.T) {
+	const n = 20
+	rc := &recorder{opened: make(chan *session.Session, n), got: make(chan string, 16), ended: make(chan error, n)}
+	ts := newTestServer(t, rc, Options{WebSocket: websocket.Options{ReadTimeout: 300 * time.Millisecond}})
+	conns := make([]*wsConn, n)
+	for i := range conns {
+		c := ts.negotiate(t)
+		conns[i] = dialWS(t, sessionWS(c, 0), nil)
+		conns[i].frame()
+		rc.session(t)
+	}
+	// Read nothing more, answer no ping: every session detaches and arms
+	// its disconnect timer.
+	if !ts.clock.WaitPending(30*time.Second, n, testCtx(t).Done()) {
+		t.Fatal("silent peers never cut")
+	}
+	for _, c := range conns {
+		_ = c.nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.ReadAll(c.r); err != nil && !isClosedOrReset(err) {
+			t.Fatalf("after the cut: %v", err)
+		}
+	}
+	if ts.Len() != n {
+		t.Fatalf("%d sessions, want %d waiting", ts.Len(), n)
+	}
+}
+
+func isClosedOrReset(err error) bool {
+	return strings.Contains(err.Error(), "reset") || strings.Contains(err.Error(), "closed")
+}
+
+// A client may send its first frames in the same packet as its handshake:
+// they are read from the handshake's buffer, with no readiness to say so.
+func TestWebSocketFramesWithTheHandshake(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	u, _ := url.Parse(ts.base + "/websocket")
+	t.Run("rfc6455", func(t *testing.T) {
+		nc, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		var req bytes.Buffer
+		fmt.Fprintf(&req, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", u.Path, u.Host)
+		for _, m := range []string{"early", "bird"} {
+			_ = ws.WriteFrame(&req, ws.MaskFrame(ws.NewTextFrame([]byte(m))))
+		}
+		if _, err := nc.Write(req.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(nc)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		for _, want := range []string{"early", "bird"} {
+			f, err := ws.ReadFrame(br)
+			if err != nil || string(f.Payload) != want {
+				t.Fatalf("got %q %v, want %q", f.Payload, err, want)
+			}
+		}
+	})
+	t.Run("hixie-76", func(t *testing.T) {
+		nc, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		// The draft's own key example, then two frames, in one write.
+		fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: WebSocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key1: 4 @1  46546xW%%0l 1 5\r\nSec-WebSocket-Key2: 12998 5 Y3 1  .P00\r\n\r\n^n:ds[4U"+
+			"\x00early\xff\x00bird\xff", u.Path, u.Host)
+		br := bufio.NewReader(nc)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		if _, err := io.ReadFull(br, make([]byte, 16)); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{"early", "bird"} {
+			if got, err := hixieNext(br); err != nil || got != want {
+				t.Fatalf("got %q %v, want %q", got, err, want)
+			}
+		}
+	})
+}
