@@ -26,7 +26,7 @@ func linkGoroutines() (links, pollers int) {
 	buf := make([]byte, 16<<20)
 	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
 		switch {
-		case strings.Contains(g, "transports/websocket.(*link)"), strings.Contains(g, "internal/wakeup.(*Runner)"):
+		case strings.Contains(g, "transports/websocket.(*link)"), strings.Contains(g, "internal/wakeup."):
 			links++
 		case strings.Contains(g, "internal/netpoll.(*instance).run"):
 			pollers++
@@ -204,4 +204,78 @@ func TestWebSocketFramesWithTheHandshake(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitQueued waits until the session holds n messages for replay: the
+// client's acknowledgements reach it through the connection's writer.
+func waitQueued(t *testing.T, s *session.Session, n int) {
+	t.Helper()
+	ctx := testCtx(t)
+	for {
+		if got, _ := s.Queued(); got == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			got, _ := s.Queued()
+			t.Fatalf("%d messages held, want %d", got, n)
+		default:
+			runtime.Gosched()
+		}
+	}
+}
+
+// Acknowledgements and heartbeats, which the poller takes itself, mixed in
+// one packet with a message, which it hands on; and a message whose frame
+// comes in two packets: each is taken once, in order.
+func TestWebSocketMixedAndSplitFrames(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	c := ts.negotiate(t)
+	conn := dialWS(t, sessionWS(c, 0), nil)
+	conn.frame()
+	s := ts.Session(c.SessionID)
+	for _, m := range []string{"one", "two", "three"} {
+		if err := s.Send(testCtx(t), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		conn.frame()
+	}
+	var pkt bytes.Buffer
+	for _, f := range []wire.Frame{{Kind: wire.KindAck, Seq: 2}, {Kind: wire.KindMessage, Seq: 1, Data: "up"},
+		{Kind: wire.KindAck, Seq: 3}, {Kind: wire.KindHeartbeat}} {
+		_ = ws.WriteFrame(&pkt, ws.MaskFrame(ws.NewTextFrame(wire.AppendFrame(nil, f))))
+	}
+	_ = ws.WriteFrame(&pkt, ws.MaskFrame(ws.NewPongFrame(nil)))
+	if _, err := conn.nc.Write(pkt.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	expect := func(seq uint64, data string) {
+		t.Helper()
+		var gotAck, gotEcho bool
+		for !gotAck || !gotEcho {
+			switch f := conn.frame(); {
+			case f.Kind == wire.KindAck && f.Seq == seq && !gotAck:
+				gotAck = true
+			case f.Kind == wire.KindMessage && f.Data == data && !gotEcho:
+				gotEcho = true
+			case f.Kind == wire.KindHeartbeat:
+			default:
+				t.Fatalf("frame %+v", f)
+			}
+		}
+	}
+	expect(1, "up")
+	waitQueued(t, s, 1) // one to three acknowledged; the echo not yet
+	split := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame(wire.AppendFrame(nil,
+		wire.Frame{Kind: wire.KindMessage, Seq: 2, Data: "in two packets"}))))
+	for _, part := range [][]byte{split[:7], split[7:]} {
+		if _, err := conn.nc.Write(part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expect(2, "in two packets")
+	conn.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: 5})
+	waitQueued(t, s, 0)
 }

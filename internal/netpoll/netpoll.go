@@ -21,3 +21,13 @@ var ErrUnsupported = errors.New("netpoll: not supported on this system")
 
 // ErrClosed: the registration was closed.
 var ErrClosed = errors.New("netpoll: registration closed")
+
+// Mode is how a registration reports readiness (see Register).
+type Mode int
+
+const (
+	// OneShot: one report per Arm, while the socket is readable.
+	OneShot Mode = iota
+	// Edge: a report whenever bytes arrive; no arming.
+	Edge
+)

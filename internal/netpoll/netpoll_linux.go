@@ -36,17 +36,24 @@ type Desc struct {
 	inst   *instance
 	id     uint64
 	rc     syscall.RawConn
+	events uint32
 	fn     func()
 	closed atomic.Bool
 }
 
-// Register watches c and arms the watch: fn is called, from the poller's
-// goroutine, the next time c is readable (or the peer hung up, or the
-// socket failed), and then not again until Arm. fn must not block, nor
-// call Close: it should hand the reading to a goroutine. c must not buffer reads of its
-// own out of sight (a *net.TCPConn or *net.UnixConn is right; a *tls.Conn
-// is not even a syscall.Conn).
-func Register(c syscall.Conn, fn func()) (*Desc, error) {
+// Register watches c. In OneShot mode the watch is armed: fn is called,
+// from the poller's goroutine, the next time c is readable (or the peer
+// hung up, or the socket failed), and then not again until Arm. In Edge
+// mode fn is called whenever bytes arrive (or the peer hangs up), with no
+// arming: what arrived before Register, or while fn's reader was busy,
+// brings no call of its own, so the reader must read until the socket
+// has nothing left (a short read, or EAGAIN) before it waits for fn.
+//
+// fn must not block, nor call Close: it may read without waiting
+// (syscall.RawConn) or hand the reading to a goroutine. c must not buffer
+// reads of its own out of sight (a *net.TCPConn or *net.UnixConn is
+// right; a *tls.Conn is not even a syscall.Conn).
+func Register(c syscall.Conn, mode Mode, fn func()) (*Desc, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, fmt.Errorf("netpoll: %w", err)
@@ -65,7 +72,12 @@ func Register(c syscall.Conn, fn func()) (*Desc, error) {
 		go inst.run()
 	}
 	reg.next++
-	d := &Desc{inst: reg.inst, id: reg.next, rc: rc, fn: fn}
+	d := &Desc{inst: reg.inst, id: reg.next, rc: rc, fn: fn, events: syscall.EPOLLIN | syscall.EPOLLRDHUP}
+	if mode == Edge {
+		d.events |= syscall.EPOLLET & 0xFFFFFFFF
+	} else {
+		d.events |= syscall.EPOLLONESHOT
+	}
 	// In the table first: the event may come before EpollCtl returns.
 	reg.descs[d.id] = d
 	d.inst.n++
@@ -195,7 +207,7 @@ func (d *Desc) ctl(op int) error {
 	cerr := d.rc.Control(func(fd uintptr) {
 		ierr := d.inst.rc.Control(func(epfd uintptr) {
 			ev := syscall.EpollEvent{
-				Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+				Events: d.events,
 				Fd:     int32(uint32(d.id)),
 				Pad:    int32(uint32(d.id >> 32)),
 			}
@@ -212,7 +224,8 @@ func (d *Desc) ctl(op int) error {
 }
 
 // Arm asks for one more call of fn when the connection is readable; if it
-// is readable already, the call comes at once. It fails once the
+// is readable already, the call comes at once. (OneShot mode; in Edge mode
+// it makes a call if the connection is readable now.) It fails once the
 // registration or the connection is closed.
 func (d *Desc) Arm() error {
 	if d.closed.Load() {

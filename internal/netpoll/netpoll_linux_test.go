@@ -71,7 +71,7 @@ func pollers() int {
 func TestOneReportPerArm(t *testing.T) {
 	srv, cli := pairs(t, 1)
 	fired := make(chan int, 16)
-	d, err := Register(srv[0], func() { fired <- 1 })
+	d, err := Register(srv[0], OneShot, func() { fired <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 	fired := make(chan int, n)
 	descs := make([]*Desc, n)
 	for i := range srv {
-		d, err := Register(srv[i], func() { fired <- i })
+		d, err := Register(srv[i], OneShot, func() { fired <- i })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +144,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 	}
 	goleak.VerifyNone(t) // the poller's goroutine is gone
 	// And it comes back for the next registration.
-	d, err := Register(srv[0], func() { fired <- 0 })
+	d, err := Register(srv[0], OneShot, func() { fired <- 0 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 
 func TestArmAfterClose(t *testing.T) {
 	srv, _ := pairs(t, 2)
-	d, err := Register(srv[0], func() {})
+	d, err := Register(srv[0], OneShot, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func TestArmAfterClose(t *testing.T) {
 	if err := d.Arm(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("arm after Close: %v", err)
 	}
-	d2, err := Register(srv[1], func() {})
+	d2, err := Register(srv[1], Edge, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,4 +173,25 @@ func TestArmAfterClose(t *testing.T) {
 		t.Fatal("arm on a closed connection succeeded")
 	}
 	d2.Close()
+}
+
+// Edge mode reports each arrival with no arming, and a peer's close.
+func TestEdgeReportsEachArrival(t *testing.T) {
+	srv, cli := pairs(t, 1)
+	fired := make(chan int, 16)
+	d, err := Register(srv[0], Edge, func() { fired <- 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	buf := make([]byte, 8)
+	for _, b := range []string{"a", "b", "c"} {
+		cli[0].Write([]byte(b))
+		wait(t, fired, "arrival "+b)
+		if n, err := srv[0].Read(buf); err != nil || string(buf[:n]) != b {
+			t.Fatalf("read %q %v", buf[:n], err)
+		}
+	}
+	cli[0].Close()
+	wait(t, fired, "peer closed")
 }

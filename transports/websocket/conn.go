@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -83,8 +84,13 @@ type rfcConn struct {
 	// Parked (see link.readRun): no read waits between messages, so the
 	// read deadline is the link's watchdog's, and reads go through br, a
 	// pooled buffer held only while there are bytes to take.
-	parked bool
-	br     *bufio.Reader
+	parked  bool
+	br      *bufio.Reader
+	readErr error // met by the poller's read (link.fastRead): the next read returns it
+
+	// rc, when set, lets the link read and write without waiting
+	// (readNB, tryWrite): the socket is a *net.TCPConn or *net.UnixConn.
+	rc syscall.RawConn
 
 	wmu       sync.Mutex
 	closeSent bool
@@ -113,8 +119,138 @@ func (s *source) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
+	if s.readErr != nil {
+		return 0, s.readErr
+	}
 	return s.nc.Read(p)
 }
+
+// errWouldBlock: the socket has nothing to read, or no room to write, now.
+var errWouldBlock = errors.New("websocket: would block")
+
+// initRaw makes readNB and tryWrite available: on a TCP or Unix socket.
+func (c *rfcConn) initRaw() bool {
+	var sc syscall.Conn
+	switch nc := c.nc.(type) {
+	case *net.TCPConn:
+		sc = nc
+	case *net.UnixConn:
+		sc = nc
+	default:
+		return false // a wrapper might buffer out of sight (TLS does)
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	c.rc = rc
+	return true
+}
+
+// readNB reads what the socket holds now, without waiting: errWouldBlock
+// if nothing, io.EOF at the peer's end. Not while another read runs.
+func (c *rfcConn) readNB(p []byte) (n int, err error) {
+	cerr := c.rc.Read(func(fd uintptr) bool {
+		for {
+			m, e := syscall.Read(int(fd), p)
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				err = errWouldBlock
+			case e != nil:
+				err = &net.OpError{Op: "read", Net: "tcp", Err: e}
+			case m == 0:
+				err = io.EOF
+			default:
+				n = m
+			}
+			return true // never wait
+		}
+	})
+	if cerr != nil {
+		return 0, cerr // closed, or past the read deadline
+	}
+	return n, err
+}
+
+// tryWrite writes what the socket takes now, without waiting. When it
+// returns n < len(b) with no error, the rest must wait: held says whether
+// the write lock is still held (it is, after a partial write, so that no
+// other frame cuts into this one) for writeRest to finish and release; it
+// is not when another write had the lock (n is then 0).
+func (c *rfcConn) tryWrite(b []byte) (n int, held bool, err error) {
+	if !c.wmu.TryLock() {
+		return 0, false, nil
+	}
+	if c.closed || c.closeSent {
+		c.wmu.Unlock()
+		return 0, false, net.ErrClosed
+	}
+	cerr := c.rc.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, e := syscall.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+			}
+			switch {
+			case e == syscall.EINTR:
+				continue
+			case e == syscall.EAGAIN:
+				return true
+			case e != nil:
+				err = &net.OpError{Op: "write", Net: "tcp", Err: e}
+				return true
+			case m <= 0:
+				return true
+			}
+		}
+		return true // never wait
+	})
+	if cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		c.closed = true
+		_ = c.nc.Close()
+		c.wmu.Unlock()
+		return n, false, err
+	}
+	if n < len(b) {
+		return n, true, nil
+	}
+	c.wmu.Unlock()
+	return n, false, nil
+}
+
+// writeRest finishes what tryWrite left, waiting up to the write timeout.
+func (c *rfcConn) writeRest(b []byte, held bool) error {
+	if !held {
+		c.wmu.Lock()
+	}
+	defer c.wmu.Unlock()
+	if c.closed || c.closeSent {
+		return net.ErrClosed
+	}
+	return c.writeLocked(b)
+}
+
+// appendMessage appends a text message framed for the wire, as AppendText.
+func (c *rfcConn) appendMessage(dst, msg []byte) []byte {
+	n := len(msg)
+	switch {
+	case n <= 125:
+		dst = append(dst, 0x81, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x81, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, msg...)
+}
+
+// pingFrame is a server's empty ping.
+var pingFrame = ws.MustCompileFrame(ws.NewPingFrame(nil))
 
 // readBuffers are the buffers of parked connections' reads, held from a
 // readiness report to the next park.
@@ -270,16 +406,24 @@ func (c *rfcConn) write(b []byte) error {
 	if c.closed || c.closeSent {
 		return net.ErrClosed
 	}
+	return c.writeLocked(b)
+}
+
+func (c *rfcConn) writeLocked(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		c.closed = true
 		_ = c.nc.Close()
 		return err
 	}
+	if c.rc != nil {
+		// tryWrite sets no deadline: leave none to expire under it.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
 	return nil
 }
 
-func (c *rfcConn) Ping() error { return c.write(ws.MustCompileFrame(ws.NewPingFrame(nil))) }
+func (c *rfcConn) Ping() error { return c.write(pingFrame) }
 
 // Close implements Conn.
 func (c *rfcConn) Close(code session.Code, reason string) error {
@@ -358,6 +502,12 @@ func (h *hixieConn) ReadMessage() (string, error) {
 }
 
 func (h *hixieConn) AppendText(dst []byte, msg string) []byte {
+	dst = append(dst, 0x00)
+	dst = append(dst, msg...)
+	return append(dst, 0xFF)
+}
+
+func (h *hixieConn) appendMessage(dst, msg []byte) []byte {
 	dst = append(dst, 0x00)
 	dst = append(dst, msg...)
 	return append(dst, 0xFF)

@@ -26,6 +26,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -74,6 +75,7 @@ type Options struct {
 // Transport serves WebSocket connections of sessions.
 type Transport struct {
 	opts Options
+	pool wakeup.Pool // runs the writers of RFC 6455 links
 }
 
 // New returns a Transport with opts' zero fields defaulted.
@@ -96,7 +98,10 @@ func New(opts Options) *Transport {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Transport{opts: opts}
+	// Writers do not wait on peers in the pool (the rest of a write that
+	// would goes to a goroutine of its own), so a few per core keep the
+	// cores busy; more only help runs that wait on the session's log.
+	return &Transport{opts: opts, pool: wakeup.Pool{Max: max(4, 2*runtime.GOMAXPROCS(0))}}
 }
 
 // IsUpgrade reports whether r asks for a WebSocket in any dialect.
@@ -223,37 +228,52 @@ func parseAck(s string) (uint64, error) {
 	return f.Seq, nil
 }
 
-// link is one WebSocket connection carrying a session. Writes happen in
-// pump, run by a goroutine only while there is something to write. Reads
-// happen in readRun, run by a goroutine only while the peer has sent
-// something: between messages the connection is parked in the poller
-// (internal/netpoll) with no goroutine and no read buffer. Where there is
-// no poller (not Linux; TLS, whose records hide bytes from the socket's
-// readiness), readLoop reads in a goroutine of its own.
+// link is one WebSocket connection carrying a session.
+//
+// Writes happen in pump, run only while there is something to write: for
+// RFC 6455 on a socket (the common case) by the Transport's few pool
+// goroutines, writing what the socket takes without waiting and handing
+// the rest, if any, to a goroutine of its own; otherwise (hixie) by a
+// goroutine per wake-up.
+//
+// Reads: between messages the connection is parked in the poller
+// (internal/netpoll) with no goroutine and no read buffer. For RFC 6455
+// the poller's goroutine itself reads what arrived, without waiting, and
+// takes acknowledgements and heartbeats (fastRead); anything else (a
+// message, a control frame to answer, a partial frame, an error) goes to
+// readRun, a goroutine that lives until the peer has nothing more to say.
+// hixie connections are re-armed one report at a time and read by
+// readRun. Where there is no poller (not Linux; TLS, whose records hide
+// bytes from the socket's readiness), readLoop reads in a goroutine of
+// its own.
 type link struct {
 	t    *Transport
 	ep   session.Endpoint
 	conn Conn
+	rfc  *rfcConn         // conn, when it is RFC 6455 on a socket: the fast paths
 	raw  *session.Session // set on the raw endpoint
 
 	runner wakeup.Runner
 	kick   atomic.Pointer[session.CloseError]
 	ackDue atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
+	ackIn  atomic.Uint64 // highest acknowledgement fastRead took, for pump to apply
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
-	rstate    atomic.Int32 // rParked, rRunning or rEnded
+	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
 	waitSince atomic.Int64 // Unix ns since when we wait for the peer; 0 while the session takes a message
 	watch     *time.Timer  // the read timeout of a parked reader
-	closed    atomic.Bool  // ended; for the watchdog
+	closed    atomic.Bool  // ended; for the reader and the watchdog
 
-	mu      sync.Mutex
-	cursor  uint64 // last message sequence number written
-	ackSent uint64
-	opened  bool
-	ended   bool
-	inSeq   uint64    // raw endpoint: our numbering of the peer's messages
-	pinged  time.Time // last ping sent
+	mu         sync.Mutex
+	cursor     uint64 // last message sequence number written
+	ackSent    uint64
+	ackApplied uint64 // highest of ackIn given to the session
+	opened     bool
+	ended      bool
+	busy       bool      // a goroutine finishes a write (or the end): pump waits for its wake-up
+	inSeq      uint64    // raw endpoint: our numbering of the peer's messages
+	pinged     time.Time // last ping sent
 }
 
 func (l *link) Name() string { return Name }
@@ -269,6 +289,10 @@ func (l *link) Kick(code session.Code, reason string) {
 
 func (l *link) start() {
 	l.runner.F = l.pump
+	if c, ok := l.conn.(*rfcConn); ok && netpoll.Supported && c.initRaw() {
+		l.rfc = c
+		l.runner.Pool = &l.t.pool
+	}
 	l.pinged = time.Now() // the first ping is due a third of the read timeout from now
 	if err := l.ep.Attach(l); err != nil {
 		var ce *session.CloseError
@@ -288,8 +312,10 @@ func (l *link) start() {
 
 // Reader states of a parked link.
 const (
-	rParked  = iota // armed in the poller; no goroutine
-	rRunning        // readRun (or readLoop) has the connection
+	rParked  = iota // waiting for the poller's report; no goroutine
+	rRunning        // readRun (or readLoop, or startReading) has the connection
+	rPending        // readRun has it, and bytes arrived meanwhile (RFC 6455)
+	rFast           // the poller's goroutine reads it (fastRead)
 	rEnded          // the link ended while parked
 )
 
@@ -316,8 +342,12 @@ func (l *link) startReading() {
 	if l.ended {
 		return
 	}
-	l.rstate.Store(rRunning) // until parked below: a report before then is ignored, and re-armed
-	desc, err := netpoll.Register(sc, l.readable)
+	l.rstate.Store(rRunning) // until parked below: a report before then is noted, not acted on
+	mode := netpoll.OneShot
+	if l.rfc != nil {
+		mode = netpoll.Edge
+	}
+	desc, err := netpoll.Register(sc, mode, l.readable)
 	if err != nil {
 		l.t.opts.Logger.Debug("websocket: no poller; reading with a goroutine", "err", err)
 		go l.readLoop()
@@ -329,23 +359,170 @@ func (l *link) startReading() {
 		l.watch = time.AfterFunc(time.Duration(math.MaxInt64), l.checkAlive)
 		l.watch.Reset(d) // set before it can fire: checkAlive resets it
 	}
-	if pc.buffered() > 0 { // sent with the handshake: no readiness will tell
+	if pc.buffered() > 0 { // sent with the handshake: no report will tell
 		go l.readRun()
 		return
 	}
-	l.park(false)
-}
-
-// readable is the poller's report: start a reader if the link is parked.
-func (l *link) readable() {
-	if l.rstate.CompareAndSwap(rParked, rRunning) {
+	if l.rfc == nil {
+		l.park(false)
+	} else if l.settle() { // bytes that came before the registration
 		go l.readRun()
 	}
 }
 
-// park re-arms the poller and lets the reader's goroutine go. If the poller
-// will not have it (the connection just closed), the reader goes on as
-// readLoop, which finds out: inline if inline, else in a goroutine.
+// readable is the poller's report (on its goroutine: it must not wait).
+func (l *link) readable() {
+	for {
+		switch l.rstate.Load() {
+		case rParked:
+			if l.rfc == nil {
+				if l.rstate.CompareAndSwap(rParked, rRunning) {
+					go l.readRun()
+				}
+				return
+			}
+			if l.rstate.CompareAndSwap(rParked, rFast) {
+				l.fastRead()
+				return
+			}
+		case rRunning:
+			if l.rfc == nil || l.rstate.CompareAndSwap(rRunning, rPending) {
+				return
+			}
+		default: // already noted, or being read, or over
+			return
+		}
+	}
+}
+
+// fastBuffers hold what the poller's goroutine reads, for the time it reads.
+var fastBuffers = sync.Pool{New: func() any { return new([4096]byte) }}
+
+// fastRead reads, on the poller's goroutine and without waiting, what the
+// peer sent, and takes the frames that need nothing but a note:
+// acknowledgements (pump gives them to the session) and heartbeats, and
+// pongs. At the first frame it cannot take so (or a partial one, or an
+// error) it hands what is left to readRun.
+func (l *link) fastRead() {
+	c := l.rfc
+	bp := fastBuffers.Get().(*[4096]byte)
+	defer fastBuffers.Put(bp)
+	acked := false
+	for {
+		n, err := c.readNB(bp[:])
+		if err == errWouldBlock {
+			break
+		}
+		var rest []byte
+		if err != nil {
+			c.readErr = err // readRun meets it, and ends the link
+		} else {
+			rest = l.fastFrames(bp[:n], &acked)
+		}
+		if err != nil || len(rest) > 0 {
+			c.pre = append(c.pre, rest...)
+			if acked {
+				l.runner.Wake()
+			}
+			l.rstate.Store(rRunning)
+			go l.readRun()
+			return
+		}
+		if n < len(bp) {
+			break // a short read: the socket is empty, and what comes next is reported
+		}
+	}
+	if acked {
+		l.runner.Wake()
+	}
+	l.waitSince.Store(time.Now().UnixNano())
+	l.rstate.Store(rParked)
+}
+
+// fastFrames takes the complete, unfragmented, small frames at the head of
+// p that fastRead may take, and returns the rest from the first it may not.
+func (l *link) fastFrames(p []byte, acked *bool) []byte {
+	for len(p) >= 6 {
+		b0, b1 := p[0], p[1]
+		op, n := ws.OpCode(b0&0x0F), int(b1&0x7F)
+		if b0&0xF0 != 0x80 || b1&0x80 == 0 || n > 125 || len(p) < 6+n ||
+			(op != ws.OpText && op != ws.OpPong) || (op == ws.OpText && l.raw != nil) {
+			return p // not final, reserved bits, unmasked, long, partial, or not ours to take here
+		}
+		if op == ws.OpText {
+			var msg [125]byte
+			copy(msg[:n], p[6:6+n])
+			ws.Cipher(msg[:n], [4]byte(p[2:6]), 0)
+			seq, ok := parseAckOrHeartbeat(msg[:n])
+			if !ok {
+				return p
+			}
+			if seq > 0 {
+				for {
+					old := l.ackIn.Load()
+					if seq <= old || l.ackIn.CompareAndSwap(old, seq) {
+						break
+					}
+				}
+				*acked = true
+			}
+		}
+		p = p[6+n:]
+	}
+	return p
+}
+
+// parseAckOrHeartbeat reads "a<seq>" (seq as wire.ParseFrame takes it) or
+// "h" (seq 0); anything else is not ok.
+func parseAckOrHeartbeat(b []byte) (seq uint64, ok bool) {
+	switch {
+	case len(b) == 1 && b[0] == byte(wire.KindHeartbeat):
+		return 0, true
+	case len(b) < 2 || len(b) > 21 || b[0] != byte(wire.KindAck) || (len(b) > 2 && b[1] == '0'):
+		return 0, false
+	}
+	for _, d := range b[1:] {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		next := seq*10 + uint64(d-'0')
+		if next/10 != seq {
+			return 0, false // overflow
+		}
+		seq = next
+	}
+	return seq, true
+}
+
+// settle parks an RFC 6455 reader once the socket is empty: it reports
+// false when parked, true when bytes were read (into pre; or an error into
+// readErr) and the reader must go on.
+func (l *link) settle() bool {
+	c := l.rfc
+	for {
+		var b [512]byte
+		n, err := c.readNB(b[:])
+		switch {
+		case err == errWouldBlock:
+			l.waitSince.Store(time.Now().UnixNano())
+			if l.rstate.CompareAndSwap(rRunning, rParked) {
+				return false
+			}
+			l.rstate.Store(rRunning) // it was rPending: bytes came meanwhile; look again
+			continue
+		case err != nil:
+			c.readErr = err
+		default:
+			c.pre = append(c.pre, b[:n]...)
+		}
+		return true
+	}
+}
+
+// park re-arms a hixie connection in the poller and lets the reader's
+// goroutine go. If the poller will not have it (the connection just
+// closed), the reader goes on as readLoop, which finds out: inline if
+// inline, else in a goroutine.
 func (l *link) park(inline bool) {
 	if l.closed.Load() {
 		return
@@ -380,12 +557,18 @@ func (l *link) readRun() {
 				return
 			}
 		}
-		if pc.buffered() == 0 {
-			break
+		if pc.buffered() > 0 {
+			continue
+		}
+		pc.release()
+		if l.rfc == nil {
+			l.park(true)
+			return
+		}
+		if l.closed.Load() || !l.settle() {
+			return
 		}
 	}
-	pc.release()
-	l.park(true)
 }
 
 // checkAlive is a parked link's read deadline: a peer silent for the read
@@ -403,8 +586,10 @@ func (l *link) checkAlive() {
 		l.watch.Reset(d)
 		return
 	}
-	_ = l.conn.SetReadDeadline(time.Unix(0, 1)) // a reader waiting now fails at once
-	l.readable()                                // and a parked one is started to fail
+	_ = l.conn.SetReadDeadline(time.Unix(0, 1)) // a read now fails at once
+	if l.rstate.CompareAndSwap(rParked, rRunning) {
+		go l.readRun() // to fail
+	}
 }
 
 // end closes the connection once; detach lets the session wait for its
@@ -421,6 +606,10 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 	}
 	if l.desc != nil {
 		_ = l.desc.Close()
+	}
+	if a := l.ackIn.Load(); a > l.ackApplied && l.raw == nil {
+		l.ackApplied = a
+		_ = l.ep.Ack(context.Background(), a)
 	}
 	if detach {
 		l.ep.Detach(l)
@@ -445,36 +634,82 @@ func (l *link) end(code session.Code, reason string, detach bool) {
 func (l *link) pump() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for !l.ended && l.pumpOnce() {
+	for !l.ended && !l.busy && l.pumpOnce() {
 	}
 }
+
+// framer appends a message framed for its dialect (as Conn.AppendText,
+// from bytes).
+type framer interface {
+	appendMessage(dst, msg []byte) []byte
+}
+
+var (
+	_ framer = (*rfcConn)(nil)
+	_ framer = (*hixieConn)(nil)
+)
 
 // frame appends one session frame as a WebSocket message.
 func (l *link) frame(buf []byte, f wire.Frame) []byte {
-	return l.conn.AppendText(buf, string(wire.AppendFrame(nil, f)))
+	var tmp [256]byte
+	enc := wire.AppendFrame(tmp[:0], f)
+	if fr, ok := l.conn.(framer); ok {
+		return fr.appendMessage(buf, enc)
+	}
+	return l.conn.AppendText(buf, string(enc))
 }
+
+// msgBuffers hold the messages of a pump's Pull.
+var msgBuffers = sync.Pool{New: func() any { m := make([]session.Message, 0, 16); return &m }}
+
+// writeBuffers hold a pump's batch while it is written.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // pumpOnce writes what is due; it reports whether it wrote messages.
 func (l *link) pumpOnce() bool {
-	var buf []byte
+	bp := writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	put := func() {
+		if cap(buf) <= 64<<10 {
+			*bp = buf[:0]
+			writeBuffers.Put(bp)
+		}
+	}
 	first := !l.opened
 	l.opened = true
+	if a := l.ackIn.Load(); a > l.ackApplied {
+		l.ackApplied = a
+		if err := l.ep.Ack(context.Background(), a); err != nil {
+			put()
+			l.finish(nil, &session.CloseError{Code: session.CodeProtocolError, Reason: "acknowledgement ahead of messages sent"}, true, false)
+			return false
+		}
+	}
 	if k := l.kick.Load(); k != nil {
-		l.finish(buf, k, false)
+		l.finish(buf, k, false, true)
 		return false
 	}
-	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, nil)
+	mp := msgBuffers.Get().(*[]session.Message)
+	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, (*mp)[:0])
+	defer func() {
+		if cap(b.Messages) <= 1024 {
+			clear(b.Messages) // drop the texts
+			*mp = b.Messages[:0]
+			msgBuffers.Put(mp)
+		}
+	}()
 	if errors.Is(err, session.ErrDetached) {
 		k := l.kick.Load()
 		if k == nil {
 			k = &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
 		}
-		l.finish(buf, k, false)
+		l.finish(buf, k, false, true)
 		return false
 	}
 	if err != nil {
+		put()
 		l.t.opts.Logger.Error("websocket: pull failed", "session", l.ep.ID(), "err", err)
-		l.endLocked(session.CodeInternalError, "internal error", true)
+		l.finish(nil, &session.CloseError{Code: session.CodeInternalError, Reason: "internal error"}, true, false)
 		return false
 	}
 	for _, m := range b.Messages {
@@ -503,40 +738,105 @@ func (l *link) pumpOnce() bool {
 		_ = l.ep.Ack(context.Background(), l.cursor)
 	}
 	if b.Close != nil {
-		l.finish(buf, b.Close, true)
+		l.finish(buf, b.Close, true, true)
 		return false
-	}
-	if len(buf) > 0 {
-		if err := l.conn.Write(buf); err != nil {
-			l.t.opts.Logger.Info("websocket: write failed; the session waits for the client to come back",
-				"session", l.ep.ID(), "err", err)
-			l.endLocked(CodeAbnormal, "", true)
-			return false
-		}
 	}
 	// Ping at the heartbeat, and on a busy feed at least every third of the
 	// read timeout: a peer that only listens must have pings to answer, or
 	// its read deadline cuts it.
+	ping := false
 	if now := time.Now(); b.Heartbeat || now.Sub(l.pinged) >= l.t.opts.ReadTimeout/3 {
 		l.pinged = now
-		_ = l.conn.Ping()
+		ping = true
 	}
+	if l.rfc == nil {
+		if len(buf) > 0 {
+			if err := l.conn.Write(buf); err != nil {
+				put()
+				l.writeFailed(err)
+				return false
+			}
+		}
+		put()
+		if ping {
+			_ = l.conn.Ping()
+		}
+		return len(b.Messages) > 0
+	}
+	if ping {
+		buf = append(buf, pingFrame...)
+	}
+	if len(buf) == 0 {
+		put()
+		return false
+	}
+	n, held, err := l.rfc.tryWrite(buf)
+	switch {
+	case err != nil:
+		put()
+		l.writeFailed(err)
+		return false
+	case n < len(buf):
+		// The socket is full (or another write has it): a goroutine of
+		// its own waits for the rest, and wakes pump when done.
+		l.busy = true
+		go l.writeRest(bp, buf, n, held)
+		return false
+	}
+	put()
 	return len(b.Messages) > 0
 }
 
-// finish writes what is left and the end of the session or connection.
-func (l *link) finish(buf []byte, ce *session.CloseError, detach bool) {
-	if l.raw == nil {
+func (l *link) writeFailed(err error) {
+	l.t.opts.Logger.Info("websocket: write failed; the session waits for the client to come back",
+		"session", l.ep.ID(), "err", err)
+	l.endLocked(CodeAbnormal, "", true)
+}
+
+// writeRest finishes a write that tryWrite left.
+func (l *link) writeRest(bp *[]byte, buf []byte, n int, held bool) {
+	err := l.rfc.writeRest(buf[n:], held)
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		writeBuffers.Put(bp)
+	}
+	l.mu.Lock()
+	l.busy = false
+	if err != nil {
+		l.writeFailed(err)
+	}
+	l.mu.Unlock()
+	l.runner.Wake()
+}
+
+// finish writes what is left, the end of the session or connection (a
+// session frame: in buf if frame), and ends the link. For a pool's
+// goroutine, which must not wait on the peer, a goroutine of its own does it.
+func (l *link) finish(buf []byte, ce *session.CloseError, detach, frame bool) {
+	if l.raw == nil && frame {
 		kind := wire.KindEnd
 		if ce.Code.SessionEnding() {
 			kind = wire.KindClose
 		}
 		buf = l.frame(buf, wire.Frame{Kind: kind, Code: int(ce.Code), Data: ce.Reason})
 	}
-	if len(buf) > 0 {
-		_ = l.conn.Write(buf)
+	if l.rfc == nil {
+		if len(buf) > 0 {
+			_ = l.conn.Write(buf)
+		}
+		l.endLocked(ce.Code, ce.Reason, detach)
+		return
 	}
-	l.endLocked(ce.Code, ce.Reason, detach)
+	buf = append([]byte(nil), buf...) // the pump's buffer goes back to its pool
+	l.busy = true
+	go func() {
+		if len(buf) > 0 {
+			_ = l.rfc.write(buf)
+		}
+		l.mu.Lock()
+		l.endLocked(ce.Code, ce.Reason, detach)
+		l.mu.Unlock()
+	}()
 }
 
 // readLoop takes the peer's messages until the connection ends.
