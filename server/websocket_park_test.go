@@ -107,7 +107,7 @@ func TestWebSocketIdleConnectionsHoldNoGoroutine(t *testing.T) {
 // and their sessions wait for them to come back.
 func TestWebSocketParkedSilentPeersAreCut(t *testing.T) {
 	const n = 20
-	rc := &recorder{opened: make(chan *session.Session, n), got: make(chan string, 16), ended: make(chan error, n)}
+	rc := &recorder{opened: make(chan *session.Session, n+1), got: make(chan string, 16), ended: make(chan error, n+1)}
 	ts := newTestServer(t, rc, Options{WebSocket: websocket.Options{ReadTimeout: 300 * time.Millisecond}})
 	conns := make([]*wsConn, n)
 	for i := range conns {
@@ -116,9 +116,16 @@ func TestWebSocketParkedSilentPeersAreCut(t *testing.T) {
 		conns[i].frame()
 		rc.session(t)
 	}
+	// And a hixie-76 peer (no pings: its read timeout needs its heartbeats).
+	hc := ts.negotiate(t)
+	_, hbr := hixieDial(t, sessionWS(hc, 0))
+	if _, err := hixieNext(hbr); err != nil {
+		t.Fatal(err)
+	}
+	rc.session(t)
 	// Read nothing more, answer no ping: every session detaches and arms
 	// its disconnect timer.
-	if !ts.clock.WaitPending(30*time.Second, n, testCtx(t).Done()) {
+	if !ts.clock.WaitPending(30*time.Second, n+1, testCtx(t).Done()) {
 		t.Fatal("silent peers never cut")
 	}
 	for _, c := range conns {
@@ -127,8 +134,11 @@ func TestWebSocketParkedSilentPeersAreCut(t *testing.T) {
 			t.Fatalf("after the cut: %v", err)
 		}
 	}
-	if ts.Len() != n {
-		t.Fatalf("%d sessions, want %d waiting", ts.Len(), n)
+	if _, err := hixieNext(hbr); err == nil {
+		t.Fatal("hixie peer: a frame after the cut")
+	}
+	if ts.Len() != n+1 {
+		t.Fatalf("%d sessions, want %d waiting", ts.Len(), n+1)
 	}
 }
 

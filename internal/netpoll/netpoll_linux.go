@@ -41,7 +41,8 @@ type Desc struct {
 	closed atomic.Bool
 }
 
-// Register watches c. In OneShot mode the watch is armed: fn is called,
+// Register watches a connection, by its RawConn (from SyscallConn). In
+// OneShot mode the watch is armed: fn is called,
 // from the poller's goroutine, the next time c is readable (or the peer
 // hung up, or the socket failed), and then not again until Arm. In Edge
 // mode fn is called whenever bytes arrive (or the peer hangs up), with no
@@ -50,14 +51,10 @@ type Desc struct {
 // has nothing left (a short read, or EAGAIN) before it waits for fn.
 //
 // fn must not block, nor call Close: it may read without waiting
-// (syscall.RawConn) or hand the reading to a goroutine. c must not buffer
-// reads of its own out of sight (a *net.TCPConn or *net.UnixConn is
-// right; a *tls.Conn is not even a syscall.Conn).
-func Register(c syscall.Conn, mode Mode, fn func()) (*Desc, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("netpoll: %w", err)
-	}
+// (syscall.RawConn) or hand the reading to a goroutine. The connection
+// must not buffer reads of its own out of sight (a *net.TCPConn or
+// *net.UnixConn is right; a *tls.Conn is not even a syscall.Conn).
+func Register(rc syscall.RawConn, mode Mode, fn func()) (*Desc, error) {
 	reg.mu.Lock()
 	if reg.inst == nil {
 		inst, err := newInstance()

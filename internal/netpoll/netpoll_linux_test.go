@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,6 +50,15 @@ func pairs(t *testing.T, n int) (srv, cli []*net.TCPConn) {
 	return srv, cli
 }
 
+func raw(t *testing.T, c *net.TCPConn) syscall.RawConn {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
 func wait(t *testing.T, ch <-chan int, what string) int {
 	t.Helper()
 	select {
@@ -71,7 +81,7 @@ func pollers() int {
 func TestOneReportPerArm(t *testing.T) {
 	srv, cli := pairs(t, 1)
 	fired := make(chan int, 16)
-	d, err := Register(srv[0], OneShot, func() { fired <- 1 })
+	d, err := Register(raw(t, srv[0]), OneShot, func() { fired <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +118,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 	fired := make(chan int, n)
 	descs := make([]*Desc, n)
 	for i := range srv {
-		d, err := Register(srv[i], OneShot, func() { fired <- i })
+		d, err := Register(raw(t, srv[i]), OneShot, func() { fired <- i })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,7 +154,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 	}
 	goleak.VerifyNone(t) // the poller's goroutine is gone
 	// And it comes back for the next registration.
-	d, err := Register(srv[0], OneShot, func() { fired <- 0 })
+	d, err := Register(raw(t, srv[0]), OneShot, func() { fired <- 0 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +165,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 
 func TestArmAfterClose(t *testing.T) {
 	srv, _ := pairs(t, 2)
-	d, err := Register(srv[0], OneShot, func() {})
+	d, err := Register(raw(t, srv[0]), OneShot, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +174,7 @@ func TestArmAfterClose(t *testing.T) {
 	if err := d.Arm(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("arm after Close: %v", err)
 	}
-	d2, err := Register(srv[1], Edge, func() {})
+	d2, err := Register(raw(t, srv[1]), Edge, func() {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +189,7 @@ func TestArmAfterClose(t *testing.T) {
 func TestEdgeReportsEachArrival(t *testing.T) {
 	srv, cli := pairs(t, 1)
 	fired := make(chan int, 16)
-	d, err := Register(srv[0], Edge, func() { fired <- 1 })
+	d, err := Register(raw(t, srv[0]), Edge, func() { fired <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -75,8 +75,7 @@ func (e *CloseError) Unwrap() error { return e.Err }
 // with its own read loop so that every violation gets its close code.
 type rfcConn struct {
 	nc           net.Conn
-	r            io.Reader // (*source)(c); when parked, br while reading
-	pre          []byte    // what the hijack's reader held, read before nc
+	pre          []byte // what the hijack's reader held, read before nc
 	maxMsg       int
 	readTimeout  time.Duration
 	writeTimeout time.Duration
@@ -99,7 +98,6 @@ type rfcConn struct {
 
 func newRFCConn(nc net.Conn, br *bufio.Reader, maxMsg int, readTimeout, writeTimeout time.Duration) *rfcConn {
 	c := &rfcConn{nc: nc, maxMsg: maxMsg, readTimeout: readTimeout, writeTimeout: writeTimeout}
-	c.r = (*source)(c)
 	if br != nil && br.Buffered() > 0 {
 		c.pre, _ = br.Peek(br.Buffered())
 		c.pre = bytes.Clone(c.pre) // and br, net/http's, goes
@@ -275,15 +273,15 @@ func (c *rfcConn) next(dry bool) (msg string, got bool, err error) {
 	if c.parked && c.br == nil {
 		c.br = readBuffers.Get().(*bufio.Reader)
 		c.br.Reset((*source)(c))
-		c.r = c.br
 	}
+	r := c.reader()
 	var buf []byte
 	fragmented := false
 	for {
 		if c.readTimeout > 0 && !c.parked {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.readTimeout))
 		}
-		h, err := ws.ReadHeader(c.r)
+		h, err := ws.ReadHeader(r)
 		if err != nil {
 			return "", false, c.broken(err)
 		}
@@ -301,7 +299,7 @@ func (c *rfcConn) next(dry bool) (msg string, got bool, err error) {
 			return "", false, c.fail(session.CodeMessageTooBig, fmt.Sprintf("message over %d bytes", c.maxMsg))
 		}
 		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.r, payload); err != nil {
+		if _, err := io.ReadFull(r, payload); err != nil {
 			return "", false, c.broken(err)
 		}
 		ws.Cipher(payload, h.Mask, 0)
@@ -331,6 +329,14 @@ func (c *rfcConn) next(dry bool) (msg string, got bool, err error) {
 	}
 }
 
+// reader is where a read starts: the parked buffer, or the bytes as they come.
+func (c *rfcConn) reader() io.Reader {
+	if c.br != nil {
+		return c.br
+	}
+	return (*source)(c)
+}
+
 // buffered is the count of bytes read from the connection and not yet taken.
 func (c *rfcConn) buffered() int {
 	n := len(c.pre)
@@ -347,7 +353,7 @@ func (c *rfcConn) release() {
 	}
 	c.br.Reset(nil)
 	readBuffers.Put(c.br)
-	c.br, c.r = nil, nil
+	c.br = nil
 }
 
 func (c *rfcConn) netConn() net.Conn      { return c.nc }

@@ -23,7 +23,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net"
 	"net/http"
 	"runtime"
@@ -53,7 +52,8 @@ type Options struct {
 	// and its session waits for it on another connection (default 10 s).
 	WriteTimeout time.Duration
 	// ReadTimeout is the longest a peer may send nothing at all (default
-	// 60 s, over two heartbeat intervals). RFC 6455 peers answer our pings,
+	// 60 s, over two heartbeat intervals; where idle connections are parked
+	// in the poller, Linux, one is cut within an eighth more). RFC 6455 peers answer our pings,
 	// so only a dead peer hits it; on the session endpoint a hixie peer must
 	// send heartbeat frames. On the raw endpoint hixie peers have no
 	// deadline, having no way to show life: a dead one is found by a write.
@@ -74,8 +74,9 @@ type Options struct {
 
 // Transport serves WebSocket connections of sessions.
 type Transport struct {
-	opts Options
-	pool wakeup.Pool // runs the writers of RFC 6455 links
+	opts  Options
+	pool  wakeup.Pool // runs the writers of RFC 6455 links
+	watch watchdog    // the read timeout of parked links
 }
 
 // New returns a Transport with opts' zero fields defaulted.
@@ -101,7 +102,9 @@ func New(opts Options) *Transport {
 	// Writers do not wait on peers in the pool (the rest of a write that
 	// would goes to a goroutine of its own), so a few per core keep the
 	// cores busy; more only help runs that wait on the session's log.
-	return &Transport{opts: opts, pool: wakeup.Pool{Max: max(4, 2*runtime.GOMAXPROCS(0))}}
+	t := &Transport{opts: opts, pool: wakeup.Pool{Max: max(4, 2*runtime.GOMAXPROCS(0))}}
+	t.watch.sweep = t.sweepWatched
+	return t
 }
 
 // IsUpgrade reports whether r asks for a WebSocket in any dialect.
@@ -260,20 +263,22 @@ type link struct {
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
-	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
 	waitSince atomic.Int64 // Unix ns since when we wait for the peer; 0 while the session takes a message
-	watch     *time.Timer  // the read timeout of a parked reader
+	wprev     *link        // in Transport.watch's list (under its lock)
+	wnext     *link
+	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
 	closed    atomic.Bool  // ended; for the reader and the watchdog
 
-	mu         sync.Mutex
+	mu         sync.Mutex // (fields in an order that packs them)
+	watched    bool       // in Transport.watch's list
+	opened     bool
+	ended      bool
+	busy       bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
 	cursor     uint64 // last message sequence number written
 	ackSent    uint64
 	ackApplied uint64 // highest of ackIn given to the session
-	opened     bool
-	ended      bool
-	busy       bool      // a goroutine finishes a write (or the end): pump waits for its wake-up
-	inSeq      uint64    // raw endpoint: our numbering of the peer's messages
-	pinged     time.Time // last ping sent
+	inSeq      uint64 // raw endpoint: our numbering of the peer's messages
+	pinged     int64  // Unix ns of the last ping sent
 }
 
 func (l *link) Name() string { return Name }
@@ -293,7 +298,7 @@ func (l *link) start() {
 		l.rfc = c
 		l.runner.Pool = &l.t.pool
 	}
-	l.pinged = time.Now() // the first ping is due a third of the read timeout from now
+	l.pinged = time.Now().UnixNano() // the first ping is due a third of the read timeout from now
 	if err := l.ep.Attach(l); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -323,17 +328,25 @@ const (
 // readLoop.
 func (l *link) startReading() {
 	pc, ok := l.conn.(parkable)
-	var sc syscall.Conn
-	if ok && netpoll.Supported {
+	var rc syscall.RawConn
+	switch {
+	case !ok || !netpoll.Supported:
+	case l.rfc != nil:
+		rc = l.rfc.rc
+	default:
 		// Exactly these: a wrapper might buffer reads out of the poller's sight.
+		var sc syscall.Conn
 		switch nc := pc.netConn().(type) {
 		case *net.TCPConn:
 			sc = nc
 		case *net.UnixConn:
 			sc = nc
 		}
+		if sc != nil {
+			rc, _ = sc.SyscallConn()
+		}
 	}
-	if sc == nil {
+	if rc == nil {
 		go l.readLoop()
 		return
 	}
@@ -347,7 +360,7 @@ func (l *link) startReading() {
 	if l.rfc != nil {
 		mode = netpoll.Edge
 	}
-	desc, err := netpoll.Register(sc, mode, l.readable)
+	desc, err := netpoll.Register(rc, mode, l.readable)
 	if err != nil {
 		l.t.opts.Logger.Debug("websocket: no poller; reading with a goroutine", "err", err)
 		go l.readLoop()
@@ -355,9 +368,9 @@ func (l *link) startReading() {
 	}
 	l.desc = desc
 	pc.setParked()
-	if d := pc.timeout(); d > 0 {
-		l.watch = time.AfterFunc(time.Duration(math.MaxInt64), l.checkAlive)
-		l.watch.Reset(d) // set before it can fire: checkAlive resets it
+	if pc.timeout() > 0 {
+		l.t.watch.add(l, l.t.opts.ReadTimeout)
+		l.watched = true
 	}
 	if pc.buffered() > 0 { // sent with the handshake: no report will tell
 		go l.readRun()
@@ -571,24 +584,90 @@ func (l *link) readRun() {
 	}
 }
 
-// checkAlive is a parked link's read deadline: a peer silent for the read
-// timeout fails the read, as a deadline on a waiting read would.
-func (l *link) checkAlive() {
+// expire fails the read of a link whose peer has been silent for the read
+// timeout, as a deadline on a waiting read would: a reader waiting now
+// fails at once, and a parked link is given a reader, to fail.
+func (l *link) expire() {
 	if l.closed.Load() {
 		return
 	}
-	d := l.conn.(parkable).timeout()
-	since, now := l.waitSince.Load(), time.Now().UnixNano()
-	if since == 0 || now-since < int64(d) { // busy with a message, or heard from lately
-		if since != 0 {
-			d = time.Duration(since + int64(d) - now)
-		}
-		l.watch.Reset(d)
-		return
-	}
-	_ = l.conn.SetReadDeadline(time.Unix(0, 1)) // a read now fails at once
+	_ = l.conn.SetReadDeadline(time.Unix(0, 1))
 	if l.rstate.CompareAndSwap(rParked, rRunning) {
-		go l.readRun() // to fail
+		go l.readRun()
+	}
+}
+
+// watchdog is the read timeout of parked links: one timer, while there
+// are any, sweeps them every eighth of the timeout, so that a peer silent
+// for the timeout is cut within an eighth more. (A timer per link cost
+// more memory than all the rest of its reading.)
+type watchdog struct {
+	mu    sync.Mutex
+	links *link // through wprev, wnext
+	timer *time.Timer
+	armed bool
+	every time.Duration
+	sweep func()
+}
+
+func (w *watchdog) add(l *link, timeout time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l.wprev, l.wnext = nil, w.links
+	if w.links != nil {
+		w.links.wprev = l
+	}
+	w.links = l
+	if !w.armed {
+		w.armed = true
+		w.every = max(timeout/8, time.Millisecond)
+		if w.timer == nil {
+			w.timer = time.AfterFunc(w.every, w.sweep)
+		} else {
+			w.timer.Reset(w.every)
+		}
+	}
+}
+
+func (w *watchdog) remove(l *link) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l.wprev != nil {
+		l.wprev.wnext = l.wnext
+	} else if w.links == l {
+		w.links = l.wnext
+	}
+	if l.wnext != nil {
+		l.wnext.wprev = l.wprev
+	}
+	l.wprev, l.wnext = nil, nil
+	if w.links == nil && w.armed {
+		w.armed = false
+		w.timer.Stop()
+	}
+}
+
+// sweepWatched expires the links whose peers are silent past the read
+// timeout (not those whose session is taking a message).
+func (t *Transport) sweepWatched() {
+	w := &t.watch
+	limit := int64(t.opts.ReadTimeout)
+	var silent []*link
+	w.mu.Lock()
+	now := time.Now().UnixNano()
+	for l := w.links; l != nil; l = l.wnext {
+		if since := l.waitSince.Load(); since != 0 && now-since >= limit {
+			silent = append(silent, l)
+		}
+	}
+	if w.links != nil {
+		w.timer.Reset(w.every)
+	} else {
+		w.armed = false
+	}
+	w.mu.Unlock()
+	for _, l := range silent {
+		l.expire()
 	}
 }
 
@@ -601,8 +680,8 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 	l.ended = true
 	l.closed.Store(true)
 	l.rstate.CompareAndSwap(rParked, rEnded) // a late report starts no reader
-	if l.watch != nil {
-		l.watch.Stop()
+	if l.watched {
+		l.t.watch.remove(l)
 	}
 	if l.desc != nil {
 		_ = l.desc.Close()
@@ -745,7 +824,7 @@ func (l *link) pumpOnce() bool {
 	// read timeout: a peer that only listens must have pings to answer, or
 	// its read deadline cuts it.
 	ping := false
-	if now := time.Now(); b.Heartbeat || now.Sub(l.pinged) >= l.t.opts.ReadTimeout/3 {
+	if now := time.Now().UnixNano(); b.Heartbeat || time.Duration(now-l.pinged) >= l.t.opts.ReadTimeout/3 {
 		l.pinged = now
 		ping = true
 	}
