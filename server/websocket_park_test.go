@@ -289,3 +289,96 @@ func TestWebSocketMixedAndSplitFrames(t *testing.T) {
 	conn.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: 5})
 	waitQueued(t, s, 0)
 }
+
+// countStacks counts the goroutines whose stack has every one of frames.
+func countStacks(frames ...string) int {
+	buf := make([]byte, 16<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		all := true
+		for _, f := range frames {
+			all = all && strings.Contains(g, f)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func waitStacks(t *testing.T, n int, frames ...string) {
+	t.Helper()
+	ctx := testCtx(t)
+	for countStacks(frames...) < n {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("fewer than %d goroutines in %v", n, frames)
+		default:
+			runtime.Gosched()
+		}
+	}
+}
+
+// Peers that stop reading leave writes that cannot finish, and when they
+// then break the protocol, their links' ends wait behind those writes: the
+// writer pool's few goroutines must wait for none of it, or everyone's
+// messages would wait out the write timeout.
+func TestWebSocketStuckPeersDoNotStallOthers(t *testing.T) {
+	if !netpoll.Supported {
+		t.Skip("no writer pool without the poller")
+	}
+	const bad, good = 6, 20 // more stuck links than the pool has goroutines
+	ts := newTestServer(t, echo, Options{
+		Session:   session.Config{MaxQueueBytes: 64 << 20, MaxQueueMessages: 4096},
+		WebSocket: websocket.Options{WriteTimeout: 20 * time.Second},
+	})
+	big := strings.Repeat("x", 60<<10)
+	stuck := make([]*session.Session, bad)
+	stuckConns := make([]*wsConn, bad)
+	for i := range stuck {
+		c := ts.negotiate(t)
+		stuckConns[i] = dialWS(t, sessionWS(c, 0), nil)
+		stuckConns[i].frame()
+		stuck[i] = ts.Session(c.SessionID)
+		for j := 0; j < 400; j++ { // far more than the socket buffers hold
+			if err := stuck[i].Send(testCtx(t), big); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	waitStacks(t, bad, "(*link).writeRest", "(*rfcConn).writeRest")
+	goods := make([]*wsConn, good)
+	sessions := make([]*session.Session, good)
+	for i := range goods {
+		c := ts.negotiate(t)
+		goods[i] = dialWS(t, sessionWS(c, 0), nil)
+		goods[i].frame()
+		sessions[i] = ts.Session(c.SessionID)
+	}
+	// Each stuck peer breaks the protocol: its reader ends the link, and
+	// waits behind the write, holding the link.
+	for _, c := range stuckConns {
+		c.send("not a session frame")
+	}
+	waitStacks(t, bad, "(*link).end", "(*rfcConn).Close")
+	for _, s := range stuck { // their writers are woken too
+		_ = s.Offer("more")
+	}
+	for _, s := range sessions {
+		if err := s.Send(testCtx(t), "for the good"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, c := range goods {
+		if f := c.frame(); f.Kind != wire.KindMessage || f.Data != "for the good" {
+			t.Fatalf("good peer %d: %+v", i, f)
+		}
+	}
+	// Served while the stuck writes still wait (20 s): none has given up.
+	if n := countStacks("(*link).writeRest", "(*rfcConn).writeRest"); n != bad {
+		t.Fatalf("%d of %d stuck writes still waiting when the good peers were served", n, bad)
+	}
+	for _, c := range stuckConns {
+		c.nc.Close() // the stuck writes fail now, and the links end
+	}
+}

@@ -711,8 +711,25 @@ func (l *link) end(code session.Code, reason string, detach bool) {
 }
 
 func (l *link) pump() {
-	l.mu.Lock()
+	if l.runner.Pool != nil && !l.mu.TryLock() {
+		// A pool's goroutine must not wait: whoever has the link may be
+		// waiting on the peer (a reader ending it, behind a write that
+		// cannot finish). A goroutine of its own waits instead.
+		go func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.pumpLocked()
+		}()
+		return
+	}
+	if l.runner.Pool == nil {
+		l.mu.Lock()
+	}
 	defer l.mu.Unlock()
+	l.pumpLocked()
+}
+
+func (l *link) pumpLocked() {
 	for !l.ended && !l.busy && l.pumpOnce() {
 	}
 }
