@@ -3,12 +3,16 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -380,5 +384,119 @@ func TestWebSocketStuckPeersDoNotStallOthers(t *testing.T) {
 	}
 	for _, c := range stuckConns {
 		c.nc.Close() // the stuck writes fail now, and the links end
+	}
+}
+
+// Many connections, frames of every kind written in packets cut at random
+// bytes, while the server writes back: every message reaches each side
+// once, in order, and every acknowledgement reaches the session.
+func TestWebSocketRandomlyCutFramesExactlyOnce(t *testing.T) {
+	const conns, msgs = 40, 150
+	got := make(chan [2]string, conns*msgs)
+	ts := newTestServer(t, HandlerFunc(func(s *session.Session) {
+		for {
+			m, err := s.Recv(context.Background())
+			if err != nil {
+				return
+			}
+			got <- [2]string{s.ID(), m}
+			if err := s.Send(context.Background(), "echo "+m); err != nil {
+				return
+			}
+		}
+	}), Options{Session: session.Config{MaxQueueMessages: 4096}})
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*conns)
+	wsConns := make([]*wsConn, conns)
+	sessions := make([]*session.Session, conns)
+	for i := 0; i < conns; i++ {
+		c := ts.negotiate(t)
+		conn := dialWS(t, sessionWS(c, 0), nil)
+		conn.frame()
+		wsConns[i], sessions[i] = conn, ts.Session(c.SessionID)
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		var seen atomic.Uint64 // highest echo the reader has, for the writer to acknowledge
+		wg.Add(2)
+		go func() { // the only writer: messages, acknowledgements, heartbeats, pongs
+			defer wg.Done()
+			var pending []byte
+			frame := func(f ws.Frame) { pending = append(pending, ws.MustCompileFrame(ws.MaskFrame(f))...) }
+			acked := uint64(0)
+			for seq := uint64(1); seq <= msgs; seq++ {
+				frame(ws.NewTextFrame(wire.AppendFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: fmt.Sprintf("%d-%d", i, seq)})))
+				switch rng.IntN(4) {
+				case 0:
+					frame(ws.NewTextFrame([]byte("h")))
+				case 1:
+					frame(ws.NewPongFrame(nil))
+				case 2:
+					if a := seen.Load(); a > acked {
+						frame(ws.NewTextFrame(wire.AppendFrame(nil, wire.Frame{Kind: wire.KindAck, Seq: a})))
+						acked = a
+					}
+				}
+				for len(pending) > 0 && rng.IntN(3) > 0 {
+					n := 1 + rng.IntN(len(pending))
+					if _, err := conn.nc.Write(pending[:n]); err != nil {
+						errs <- err
+						return
+					}
+					pending = pending[n:]
+				}
+			}
+			if _, err := conn.nc.Write(pending); err != nil {
+				errs <- err
+			}
+		}()
+		go func() { // each echo once, in order
+			defer wg.Done()
+			for next := uint64(1); next <= msgs; {
+				f, err := ws.ReadFrame(conn.r)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if f.Header.OpCode != ws.OpText {
+					continue
+				}
+				fr, err := wire.ParseFrame(string(f.Payload))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if fr.Kind != wire.KindMessage {
+					continue
+				}
+				if want := fmt.Sprintf("echo %d-%d", i, next); fr.Data != want || fr.Seq != next {
+					errs <- fmt.Errorf("connection %d: got %d %q, want %d %q", i, fr.Seq, fr.Data, next, want)
+					return
+				}
+				seen.Store(next)
+				next++
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	perSession := map[string][]string{}
+	for len(got) > 0 {
+		g := <-got
+		perSession[g[0]] = append(perSession[g[0]], g[1])
+	}
+	for i, s := range sessions {
+		ms := perSession[s.ID()]
+		if len(ms) != msgs {
+			t.Fatalf("session %d: %d messages, want %d", i, len(ms), msgs)
+		}
+		for k, m := range ms {
+			if want := fmt.Sprintf("%d-%d", i, k+1); m != want {
+				t.Fatalf("session %d: message %d is %q, want %q", i, k, m, want)
+			}
+		}
+		wsConns[i].sendFrame(wire.Frame{Kind: wire.KindAck, Seq: msgs})
+		waitQueued(t, s, 0)
 	}
 }

@@ -64,6 +64,7 @@ func TestPoolRunsAfterEveryWakeOnFewGoroutines(t *testing.T) {
 		mu            sync.Mutex
 		posted, seen  int
 		running, over atomic.Int32
+		finished      sync.Once
 	}
 	states := make([]*state, runners)
 	rs := make([]*Runner, runners)
@@ -85,10 +86,7 @@ func TestPoolRunsAfterEveryWakeOnFewGoroutines(t *testing.T) {
 			st.running.Add(-1)
 			concurrent.Add(-1)
 			if finished {
-				select {
-				case done <- i:
-				default:
-				}
+				st.finished.Do(func() { done <- i })
 			}
 		}}
 	}
@@ -108,9 +106,8 @@ func TestPoolRunsAfterEveryWakeOnFewGoroutines(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	finished := map[int]bool{}
-	for len(finished) < runners {
-		finished[<-done] = true
+	for range runners {
+		<-done
 	}
 	for i, st := range states {
 		if st.over.Load() != 0 {
