@@ -512,9 +512,10 @@ func parseAckOrHeartbeat(b []byte) (seq uint64, ok bool) {
 // readErr) and the reader must go on.
 func (l *link) settle() bool {
 	c := l.rfc
+	bp := fastBuffers.Get().(*[4096]byte)
+	defer fastBuffers.Put(bp)
 	for {
-		var b [512]byte
-		n, err := c.readNB(b[:])
+		n, err := c.readNB(bp[:])
 		switch {
 		case err == errWouldBlock:
 			l.waitSince.Store(time.Now().UnixNano())
@@ -526,7 +527,7 @@ func (l *link) settle() bool {
 		case err != nil:
 			c.readErr = err
 		default:
-			c.pre = append(c.pre, b[:n]...)
+			c.pre = append(c.pre, bp[:n]...)
 		}
 		return true
 	}
@@ -923,8 +924,7 @@ func (l *link) finish(buf []byte, ce *session.CloseError, detach, frame bool) {
 		l.endLocked(ce.Code, ce.Reason, detach)
 		return
 	}
-	buf = append([]byte(nil), buf...) // the pump's buffer goes back to its pool
-	l.busy = true
+	l.busy = true // buf is the goroutine's now (the pump does not pool it again)
 	go func() {
 		if len(buf) > 0 {
 			_ = l.rfc.write(buf)
