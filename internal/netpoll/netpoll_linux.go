@@ -42,13 +42,13 @@ type Desc struct {
 }
 
 // Register watches a connection, by its RawConn (from SyscallConn). In
-// OneShot mode the watch is armed: fn is called,
-// from the poller's goroutine, the next time c is readable (or the peer
-// hung up, or the socket failed), and then not again until Arm. In Edge
-// mode fn is called whenever bytes arrive (or the peer hangs up), with no
-// arming: what arrived before Register, or while fn's reader was busy,
-// brings no call of its own, so the reader must read until the socket
-// has nothing left (a short read, or EAGAIN) before it waits for fn.
+// OneShot mode the watch is armed: fn is called, from the poller's
+// goroutine, the next time the connection is readable (or the peer hung
+// up, or the socket failed), and then not again until Arm. In Edge mode fn
+// is called whenever bytes arrive (or the peer hangs up), with no arming:
+// what arrived before Register, or while fn's reader was busy, brings no
+// call of its own, so the reader must read until the socket has nothing
+// left (a short read, or EAGAIN) before it waits for fn.
 //
 // fn must not block, nor call Close: it may read without waiting
 // (syscall.RawConn) or hand the reading to a goroutine. The connection
