@@ -500,3 +500,36 @@ func TestWebSocketRandomlyCutFramesExactlyOnce(t *testing.T) {
 		waitQueued(t, s, 0)
 	}
 }
+
+// noPoller makes newTestServer's WebSocket connections read with a
+// goroutine each and write without the pool (websocket.Options.NoPoller),
+// as on systems without the poller, or behind TLS.
+var noPoller bool
+
+// The WebSocket tests again, without the poller: the way every connection
+// goes where there is none, and behind TLS.
+func TestWebSocketWithoutPoller(t *testing.T) {
+	noPoller = true
+	defer func() { noPoller = false }()
+	for _, tc := range []struct {
+		name string
+		f    func(*testing.T)
+	}{
+		{"EchoResumeAcrossTransports", TestWebSocketSessionEchoResumeAcrossTransports},
+		{"RawEcho", TestWebSocketRawEcho},
+		{"ViolationsCloseWithTheirCodes", TestWebSocketViolationsCloseWithTheirCodes},
+		{"PingFragmentsAndCloseEcho", TestWebSocketPingFragmentsAndCloseEcho},
+		{"ReplacedUnknownAndClosed", TestWebSocketReplacedUnknownAndClosed},
+		{"HeartbeatAndPing", TestWebSocketHeartbeatAndPing},
+		{"DeadAndStalledPeers", TestWebSocketDeadAndStalledPeers},
+		{"RawListenerOnBusyFeedIsPinged", TestRawListenerOnBusyFeedIsPinged},
+		{"RawEmptyCloseIs1000", TestRawEmptyCloseIs1000},
+		{"HixieSessionBatch", TestWebSocketHixieSessionBatch},
+		{"HixieRawBurst", TestWebSocketHixieRawBurst},
+		{"MixedAndSplitFrames", TestWebSocketMixedAndSplitFrames},
+		{"FramesWithTheHandshake", TestWebSocketFramesWithTheHandshake},
+		{"RandomlyCutFramesExactlyOnce", TestWebSocketRandomlyCutFramesExactlyOnce},
+	} {
+		t.Run(tc.name, tc.f)
+	}
+}

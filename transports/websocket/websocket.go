@@ -68,6 +68,10 @@ type Options struct {
 	DisableHixie76 bool
 	// AllowHixie75 accepts the hixie-75 draft, which has no key check at all.
 	AllowHixie75 bool
+	// NoPoller gives every connection a reader goroutine of its own, and
+	// every wake-up a writer goroutine of its own, as on systems without
+	// the poller: more memory and CPU, nothing of internal/netpoll.
+	NoPoller bool
 	// Logger receives a line per refused upgrade or failed connection.
 	Logger *slog.Logger
 }
@@ -294,7 +298,7 @@ func (l *link) Kick(code session.Code, reason string) {
 
 func (l *link) start() {
 	l.runner.F = l.pump
-	if c, ok := l.conn.(*rfcConn); ok && netpoll.Supported && c.initRaw() {
+	if c, ok := l.conn.(*rfcConn); ok && netpoll.Supported && !l.t.opts.NoPoller && c.initRaw() {
 		l.rfc = c
 		l.runner.Pool = &l.t.pool
 	}
@@ -330,7 +334,7 @@ func (l *link) startReading() {
 	pc, ok := l.conn.(parkable)
 	var rc syscall.RawConn
 	switch {
-	case !ok || !netpoll.Supported:
+	case !ok || !netpoll.Supported || l.t.opts.NoPoller:
 	case l.rfc != nil:
 		rc = l.rfc.rc
 	default:
