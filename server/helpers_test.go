@@ -33,6 +33,9 @@ type testServer struct {
 
 func newTestServer(t *testing.T, h Handler, opts Options) *testServer {
 	t.Helper()
+	if noPoller {
+		opts.WebSocket.NoPoller = true
+	}
 	clock := fakeclock.New()
 	if opts.Session.Clock == nil {
 		opts.Session.Clock = clock

@@ -53,3 +53,68 @@ func TestRunsAfterEveryWakeNeverTwoAtOnce(t *testing.T) {
 		t.Fatalf("%d overlapping runs", overlaps.Load())
 	}
 }
+
+// In a Pool: the same for many runners at once, on at most Max goroutines,
+// none left once idle (TestMain's goleak).
+func TestPoolRunsAfterEveryWakeOnFewGoroutines(t *testing.T) {
+	const runners, wakes = 100, 200
+	pool := &Pool{Max: 3}
+	var concurrent, peak atomic.Int32
+	type state struct {
+		mu            sync.Mutex
+		posted, seen  int
+		running, over atomic.Int32
+		finished      sync.Once
+	}
+	states := make([]*state, runners)
+	rs := make([]*Runner, runners)
+	done := make(chan int, runners)
+	for i := range rs {
+		st := &state{}
+		states[i] = st
+		rs[i] = &Runner{Pool: pool, F: func() {
+			if n := concurrent.Add(1); n > peak.Load() {
+				peak.Store(n)
+			}
+			if st.running.Add(1) > 1 {
+				st.over.Add(1)
+			}
+			st.mu.Lock()
+			st.seen = st.posted
+			finished := st.seen == wakes
+			st.mu.Unlock()
+			st.running.Add(-1)
+			concurrent.Add(-1)
+			if finished {
+				st.finished.Do(func() { done <- i })
+			}
+		}}
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for w := 0; w < wakes/4; w++ {
+				for i, r := range rs {
+					states[i].mu.Lock()
+					states[i].posted++
+					states[i].mu.Unlock()
+					r.Wake()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for range runners {
+		<-done
+	}
+	for i, st := range states {
+		if st.over.Load() != 0 {
+			t.Fatalf("runner %d ran twice at once", i)
+		}
+	}
+	if p := peak.Load(); p > 3 {
+		t.Fatalf("%d runs at once on a pool of 3", p)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -74,10 +75,21 @@ func (e *CloseError) Unwrap() error { return e.Err }
 // with its own read loop so that every violation gets its close code.
 type rfcConn struct {
 	nc           net.Conn
-	r            io.Reader // nc, or the hijack's reader while it holds bytes
+	pre          []byte // what the hijack's reader held, read before nc
 	maxMsg       int
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+
+	// Parked (see link.readRun): no read waits between messages, so the
+	// read deadline is the link's watchdog's, and reads go through br, a
+	// pooled buffer held only while there are bytes to take.
+	parked  bool
+	br      *bufio.Reader
+	readErr error // met by the poller's read (link.fastRead): the next read returns it
+
+	// rc, when set, lets the link read and write without waiting
+	// (readNB, tryWrite): the socket is a *net.TCPConn or *net.UnixConn.
+	rc syscall.RawConn
 
 	wmu       sync.Mutex
 	closeSent bool
@@ -85,12 +97,67 @@ type rfcConn struct {
 }
 
 func newRFCConn(nc net.Conn, br *bufio.Reader, maxMsg int, readTimeout, writeTimeout time.Duration) *rfcConn {
-	c := &rfcConn{nc: nc, r: nc, maxMsg: maxMsg, readTimeout: readTimeout, writeTimeout: writeTimeout}
+	c := &rfcConn{nc: nc, maxMsg: maxMsg, readTimeout: readTimeout, writeTimeout: writeTimeout}
 	if br != nil && br.Buffered() > 0 {
-		c.r = io.MultiReader(io.LimitReader(br, int64(br.Buffered())), nc)
+		c.pre, _ = br.Peek(br.Buffered())
+		c.pre = bytes.Clone(c.pre) // and br, net/http's, goes
 	}
 	return c
 }
+
+// source reads an rfcConn's bytes: first what the hijack's reader held,
+// then the connection.
+type source rfcConn
+
+func (s *source) Read(p []byte) (int, error) {
+	if len(s.pre) > 0 {
+		n := copy(p, s.pre)
+		if s.pre = s.pre[n:]; len(s.pre) == 0 {
+			s.pre = nil
+		}
+		return n, nil
+	}
+	if s.readErr != nil {
+		return 0, s.readErr
+	}
+	return s.nc.Read(p)
+}
+
+// errWouldBlock: the socket has nothing to read, or no room to write, now.
+var errWouldBlock = errors.New("websocket: would block")
+
+// writeRest finishes what tryWrite left, waiting up to the write timeout.
+func (c *rfcConn) writeRest(b []byte, held bool) error {
+	if !held {
+		c.wmu.Lock()
+	}
+	defer c.wmu.Unlock()
+	if c.closed || c.closeSent {
+		return net.ErrClosed
+	}
+	return c.writeLocked(b)
+}
+
+// appendMessage appends a text message framed for the wire, as AppendText.
+func (c *rfcConn) appendMessage(dst, msg []byte) []byte {
+	n := len(msg)
+	switch {
+	case n <= 125:
+		dst = append(dst, 0x81, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
+	default:
+		dst = append(dst, 0x81, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	}
+	return append(dst, msg...)
+}
+
+// pingFrame is a server's empty ping.
+var pingFrame = ws.MustCompileFrame(ws.NewPingFrame(nil))
+
+// readBuffers are the buffers of parked connections' reads, held from a
+// readiness report to the next park.
+var readBuffers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
 
 func (c *rfcConn) Dialect() string { return "rfc6455" }
 
@@ -100,56 +167,103 @@ func (c *rfcConn) SetReadDeadline(t time.Time) error { return c.nc.SetReadDeadli
 // life, joins fragments, and closes with 1002 (protocol), 1003 (binary),
 // 1007 (invalid UTF-8) or 1009 (too big) as RFC 6455 asks.
 func (c *rfcConn) ReadMessage() (string, error) {
-	var msg []byte
+	msg, _, err := c.next(false)
+	return msg, err
+}
+
+// next reads the next message, as ReadMessage; with dry it also returns
+// (got false) after a control frame when no byte of another frame has
+// been read, so that a parked reader can park again.
+func (c *rfcConn) next(dry bool) (msg string, got bool, err error) {
+	if c.parked && c.br == nil {
+		c.br = readBuffers.Get().(*bufio.Reader)
+		c.br.Reset((*source)(c))
+	}
+	r := c.reader()
+	var buf []byte
 	fragmented := false
 	for {
-		if c.readTimeout > 0 {
+		if c.readTimeout > 0 && !c.parked {
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.readTimeout))
 		}
-		h, err := ws.ReadHeader(c.r)
+		h, err := ws.ReadHeader(r)
 		if err != nil {
-			return "", c.broken(err)
+			return "", false, c.broken(err)
 		}
 		state := ws.StateServerSide
 		if fragmented {
 			state = state.Set(ws.StateFragmented)
 		}
 		if err := ws.CheckHeader(h, state); err != nil {
-			return "", c.fail(session.CodeProtocolError, err.Error())
+			return "", false, c.fail(session.CodeProtocolError, err.Error())
 		}
 		if h.OpCode == ws.OpBinary {
-			return "", c.fail(CodeUnsupportedData, "binary messages are not taken")
+			return "", false, c.fail(CodeUnsupportedData, "binary messages are not taken")
 		}
-		if !h.OpCode.IsControl() && int64(len(msg))+h.Length > int64(c.maxMsg) {
-			return "", c.fail(session.CodeMessageTooBig, fmt.Sprintf("message over %d bytes", c.maxMsg))
+		if !h.OpCode.IsControl() && int64(len(buf))+h.Length > int64(c.maxMsg) {
+			return "", false, c.fail(session.CodeMessageTooBig, fmt.Sprintf("message over %d bytes", c.maxMsg))
 		}
 		payload := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.r, payload); err != nil {
-			return "", c.broken(err)
+		if _, err := io.ReadFull(r, payload); err != nil {
+			return "", false, c.broken(err)
 		}
 		ws.Cipher(payload, h.Mask, 0)
 		switch h.OpCode {
 		case ws.OpPing:
 			if err := c.write(ws.MustCompileFrame(ws.NewPongFrame(payload))); err != nil {
-				return "", c.broken(err)
+				return "", false, c.broken(err)
+			}
+			fallthrough
+		case ws.OpPong:
+			if dry && !fragmented && c.buffered() == 0 {
+				return "", false, nil
 			}
 			continue
-		case ws.OpPong:
-			continue
 		case ws.OpClose:
-			return "", c.peerClosed(payload)
+			return "", false, c.peerClosed(payload)
 		}
-		msg = append(msg, payload...)
+		buf = append(buf, payload...)
 		if !h.Fin {
 			fragmented = true
 			continue
 		}
-		if !utf8.Valid(msg) {
-			return "", c.fail(session.CodeInvalidPayload, "text message is not valid UTF-8")
+		if !utf8.Valid(buf) {
+			return "", false, c.fail(session.CodeInvalidPayload, "text message is not valid UTF-8")
 		}
-		return string(msg), nil
+		return string(buf), true, nil
 	}
 }
+
+// reader is where a read starts: the parked buffer, or the bytes as they come.
+func (c *rfcConn) reader() io.Reader {
+	if c.br != nil {
+		return c.br
+	}
+	return (*source)(c)
+}
+
+// buffered is the count of bytes read from the connection and not yet taken.
+func (c *rfcConn) buffered() int {
+	n := len(c.pre)
+	if c.br != nil {
+		n += c.br.Buffered()
+	}
+	return n
+}
+
+// release gives back a parked connection's read buffer once it is empty.
+func (c *rfcConn) release() {
+	if c.br == nil || c.br.Buffered() > 0 {
+		return
+	}
+	c.br.Reset(nil)
+	readBuffers.Put(c.br)
+	c.br = nil
+}
+
+func (c *rfcConn) netConn() net.Conn      { return c.nc }
+func (c *rfcConn) setParked()             { c.parked = true }
+func (c *rfcConn) timeout() time.Duration { return c.readTimeout }
 
 // peerClosed answers the peer's close frame with the same code, as RFC 6455
 // §5.5.1 asks, or with 1002 if its close frame was malformed.
@@ -203,16 +317,24 @@ func (c *rfcConn) write(b []byte) error {
 	if c.closed || c.closeSent {
 		return net.ErrClosed
 	}
+	return c.writeLocked(b)
+}
+
+func (c *rfcConn) writeLocked(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 	if _, err := c.nc.Write(b); err != nil {
 		c.closed = true
 		_ = c.nc.Close()
 		return err
 	}
+	if c.rc != nil {
+		// tryWrite sets no deadline: leave none to expire under it.
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
 	return nil
 }
 
-func (c *rfcConn) Ping() error { return c.write(ws.MustCompileFrame(ws.NewPingFrame(nil))) }
+func (c *rfcConn) Ping() error { return c.write(pingFrame) }
 
 // Close implements Conn.
 func (c *rfcConn) Close(code session.Code, reason string) error {
@@ -248,14 +370,27 @@ type hixieConn struct {
 	c            *hixie.Conn
 	readTimeout  time.Duration
 	writeTimeout time.Duration
+	parked       bool // the read deadline is the link's watchdog's
 }
 
 func (h *hixieConn) Dialect() string { return h.c.Draft().String() }
 
 func (h *hixieConn) SetReadDeadline(t time.Time) error { return h.c.SetReadDeadline(t) }
 
+// The drafts have no control frames: every frame read is a message, or the end.
+func (h *hixieConn) next(bool) (string, bool, error) {
+	m, err := h.ReadMessage()
+	return m, err == nil, err
+}
+
+func (h *hixieConn) buffered() int          { return h.c.Buffered() }
+func (h *hixieConn) release()               {} // the hixie.Conn keeps its reader
+func (h *hixieConn) netConn() net.Conn      { return h.c.NetConn() }
+func (h *hixieConn) setParked()             { h.parked = true }
+func (h *hixieConn) timeout() time.Duration { return h.readTimeout }
+
 func (h *hixieConn) ReadMessage() (string, error) {
-	if h.readTimeout > 0 {
+	if h.readTimeout > 0 && !h.parked {
 		_ = h.c.SetReadDeadline(time.Now().Add(h.readTimeout))
 	}
 	m, err := h.c.ReadMessage()
@@ -278,6 +413,12 @@ func (h *hixieConn) ReadMessage() (string, error) {
 }
 
 func (h *hixieConn) AppendText(dst []byte, msg string) []byte {
+	dst = append(dst, 0x00)
+	dst = append(dst, msg...)
+	return append(dst, 0xFF)
+}
+
+func (h *hixieConn) appendMessage(dst, msg []byte) []byte {
 	dst = append(dst, 0x00)
 	dst = append(dst, msg...)
 	return append(dst, 0xFF)

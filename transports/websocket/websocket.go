@@ -23,14 +23,18 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
 
+	"github.com/cometkit/cometkit/internal/netpoll"
 	"github.com/cometkit/cometkit/internal/wakeup"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/websocket/hixie"
@@ -48,7 +52,8 @@ type Options struct {
 	// and its session waits for it on another connection (default 10 s).
 	WriteTimeout time.Duration
 	// ReadTimeout is the longest a peer may send nothing at all (default
-	// 60 s, over two heartbeat intervals). RFC 6455 peers answer our pings,
+	// 60 s, over two heartbeat intervals; where idle connections are parked
+	// in the poller, Linux, one is cut within an eighth more). RFC 6455 peers answer our pings,
 	// so only a dead peer hits it; on the session endpoint a hixie peer must
 	// send heartbeat frames. On the raw endpoint hixie peers have no
 	// deadline, having no way to show life: a dead one is found by a write.
@@ -63,13 +68,19 @@ type Options struct {
 	DisableHixie76 bool
 	// AllowHixie75 accepts the hixie-75 draft, which has no key check at all.
 	AllowHixie75 bool
+	// NoPoller gives every connection a reader goroutine of its own, and
+	// every wake-up a writer goroutine of its own, as on systems without
+	// the poller: more memory and CPU, nothing of internal/netpoll.
+	NoPoller bool
 	// Logger receives a line per refused upgrade or failed connection.
 	Logger *slog.Logger
 }
 
 // Transport serves WebSocket connections of sessions.
 type Transport struct {
-	opts Options
+	opts  Options
+	pool  wakeup.Pool // runs the writers of RFC 6455 links
+	watch watchdog    // the read timeout of parked links
 }
 
 // New returns a Transport with opts' zero fields defaulted.
@@ -92,7 +103,12 @@ func New(opts Options) *Transport {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Transport{opts: opts}
+	// Writers do not wait on peers in the pool (the rest of a write that
+	// would goes to a goroutine of its own), so a few per core keep the
+	// cores busy; more only help runs that wait on the session's log.
+	t := &Transport{opts: opts, pool: wakeup.Pool{Max: max(4, 2*runtime.GOMAXPROCS(0))}}
+	t.watch.sweep = t.sweepWatched
+	return t
 }
 
 // IsUpgrade reports whether r asks for a WebSocket in any dialect.
@@ -219,26 +235,54 @@ func parseAck(s string) (uint64, error) {
 	return f.Seq, nil
 }
 
-// link is one WebSocket connection carrying a session. Writes happen in
-// pump, run by a goroutine only while there is something to write; reads
-// in one goroutine of its own.
+// link is one WebSocket connection carrying a session.
+//
+// Writes happen in pump, run only while there is something to write: for
+// RFC 6455 on a socket (the common case) by the Transport's few pool
+// goroutines, writing what the socket takes without waiting and handing
+// the rest, if any, to a goroutine of its own; otherwise (hixie) by a
+// goroutine per wake-up.
+//
+// Reads: between messages the connection is parked in the poller
+// (internal/netpoll) with no goroutine and no read buffer. For RFC 6455
+// the poller's goroutine itself reads what arrived, without waiting, and
+// takes acknowledgements and heartbeats (fastRead); anything else (a
+// message, a control frame to answer, a partial frame, an error) goes to
+// readRun, a goroutine that lives until the peer has nothing more to say.
+// hixie connections are re-armed one report at a time and read by
+// readRun. Where there is no poller (not Linux; TLS, whose records hide
+// bytes from the socket's readiness), readLoop reads in a goroutine of
+// its own.
 type link struct {
 	t    *Transport
 	ep   session.Endpoint
 	conn Conn
+	rfc  *rfcConn         // conn, when it is RFC 6455 on a socket: the fast paths
 	raw  *session.Session // set on the raw endpoint
 
 	runner wakeup.Runner
 	kick   atomic.Pointer[session.CloseError]
 	ackDue atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
+	ackIn  atomic.Uint64 // highest acknowledgement fastRead took, for pump to apply
 
-	mu      sync.Mutex
-	cursor  uint64 // last message sequence number written
-	ackSent uint64
-	opened  bool
-	ended   bool
-	inSeq   uint64    // raw endpoint: our numbering of the peer's messages
-	pinged  time.Time // last ping sent
+	// The parked reader (nil desc: readLoop instead).
+	desc      *netpoll.Desc
+	waitSince atomic.Int64 // Unix ns since when we wait for the peer; 0 while the session takes a message
+	wprev     *link        // in Transport.watch's list (under its lock)
+	wnext     *link
+	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
+	closed    atomic.Bool  // ended; for the reader and the watchdog
+
+	mu         sync.Mutex // (fields in an order that packs them)
+	watched    bool       // in Transport.watch's list
+	opened     bool
+	ended      bool
+	busy       bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
+	cursor     uint64 // last message sequence number written
+	ackSent    uint64
+	ackApplied uint64 // highest of ackIn given to the session
+	inSeq      uint64 // raw endpoint: our numbering of the peer's messages
+	pinged     int64  // Unix ns of the last ping sent
 }
 
 func (l *link) Name() string { return Name }
@@ -254,7 +298,11 @@ func (l *link) Kick(code session.Code, reason string) {
 
 func (l *link) start() {
 	l.runner.F = l.pump
-	l.pinged = time.Now() // the first ping is due a third of the read timeout from now
+	if c, ok := l.conn.(*rfcConn); ok && netpoll.Supported && !l.t.opts.NoPoller && c.initRaw() {
+		l.rfc = c
+		l.runner.Pool = &l.t.pool
+	}
+	l.pinged = time.Now().UnixNano() // the first ping is due a third of the read timeout from now
 	if err := l.ep.Attach(l); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -268,7 +316,364 @@ func (l *link) start() {
 		return
 	}
 	l.runner.Wake()
-	go l.readLoop()
+	l.startReading()
+}
+
+// Reader states of a parked link.
+const (
+	rParked  = iota // waiting for the poller's report; no goroutine
+	rRunning        // readRun (or readLoop, or startReading) has the connection
+	rPending        // readRun has it, and bytes arrived meanwhile (RFC 6455)
+	rFast           // the poller's goroutine reads it (fastRead)
+	rEnded          // the link ended while parked
+)
+
+// startReading parks the connection in the poller if it can, or starts
+// readLoop.
+func (l *link) startReading() {
+	pc, ok := l.conn.(parkable)
+	var rc syscall.RawConn
+	switch {
+	case !ok || !netpoll.Supported || l.t.opts.NoPoller:
+	case l.rfc != nil:
+		rc = l.rfc.rc
+	default:
+		// Exactly these: a wrapper might buffer reads out of the poller's sight.
+		var sc syscall.Conn
+		switch nc := pc.netConn().(type) {
+		case *net.TCPConn:
+			sc = nc
+		case *net.UnixConn:
+			sc = nc
+		}
+		if sc != nil {
+			rc, _ = sc.SyscallConn()
+		}
+	}
+	if rc == nil {
+		go l.readLoop()
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
+	}
+	l.rstate.Store(rRunning) // until parked below: a report before then is noted, not acted on
+	mode := netpoll.OneShot
+	if l.rfc != nil {
+		mode = netpoll.Edge
+	}
+	desc, err := netpoll.Register(rc, mode, l.readable)
+	if err != nil {
+		l.t.opts.Logger.Debug("websocket: no poller; reading with a goroutine", "err", err)
+		go l.readLoop()
+		return
+	}
+	l.desc = desc
+	pc.setParked()
+	if pc.timeout() > 0 {
+		l.t.watch.add(l, l.t.opts.ReadTimeout)
+		l.watched = true
+	}
+	if pc.buffered() > 0 { // sent with the handshake: no report will tell
+		go l.readRun()
+		return
+	}
+	if l.rfc == nil {
+		l.park(false)
+	} else if l.settle() { // bytes that came before the registration
+		go l.readRun()
+	}
+}
+
+// readable is the poller's report (on its goroutine: it must not wait).
+func (l *link) readable() {
+	for {
+		switch l.rstate.Load() {
+		case rParked:
+			if l.rfc == nil {
+				if l.rstate.CompareAndSwap(rParked, rRunning) {
+					go l.readRun()
+				}
+				return
+			}
+			if l.rstate.CompareAndSwap(rParked, rFast) {
+				l.fastRead()
+				return
+			}
+		case rRunning:
+			if l.rfc == nil || l.rstate.CompareAndSwap(rRunning, rPending) {
+				return
+			}
+		default: // already noted, or being read, or over
+			return
+		}
+	}
+}
+
+// fastBuffers hold what the poller's goroutine reads, for the time it reads.
+var fastBuffers = sync.Pool{New: func() any { return new([4096]byte) }}
+
+// fastRead reads, on the poller's goroutine and without waiting, what the
+// peer sent, and takes the frames that need nothing but a note:
+// acknowledgements (pump gives them to the session) and heartbeats, and
+// pongs. At the first frame it cannot take so (or a partial one, or an
+// error) it hands what is left to readRun.
+func (l *link) fastRead() {
+	c := l.rfc
+	bp := fastBuffers.Get().(*[4096]byte)
+	defer fastBuffers.Put(bp)
+	acked := false
+	for {
+		n, err := c.readNB(bp[:])
+		if err == errWouldBlock {
+			break
+		}
+		var rest []byte
+		if err != nil {
+			c.readErr = err // readRun meets it, and ends the link
+		} else {
+			rest = l.fastFrames(bp[:n], &acked)
+		}
+		if err != nil || len(rest) > 0 {
+			c.pre = append(c.pre, rest...)
+			if acked {
+				l.runner.Wake()
+			}
+			l.rstate.Store(rRunning)
+			go l.readRun()
+			return
+		}
+		if n < len(bp) {
+			break // a short read: the socket is empty, and what comes next is reported
+		}
+	}
+	if acked {
+		l.runner.Wake()
+	}
+	l.waitSince.Store(time.Now().UnixNano())
+	l.rstate.Store(rParked)
+}
+
+// fastFrames takes the complete, unfragmented, small frames at the head of
+// p that fastRead may take, and returns the rest from the first it may not.
+func (l *link) fastFrames(p []byte, acked *bool) []byte {
+	for len(p) >= 6 {
+		b0, b1 := p[0], p[1]
+		op, n := ws.OpCode(b0&0x0F), int(b1&0x7F)
+		if b0&0xF0 != 0x80 || b1&0x80 == 0 || n > 125 || len(p) < 6+n ||
+			(op != ws.OpText && op != ws.OpPong) || (op == ws.OpText && l.raw != nil) {
+			return p // not final, reserved bits, unmasked, long, partial, or not ours to take here
+		}
+		if op == ws.OpText {
+			var msg [125]byte
+			copy(msg[:n], p[6:6+n])
+			ws.Cipher(msg[:n], [4]byte(p[2:6]), 0)
+			seq, ok := parseAckOrHeartbeat(msg[:n])
+			if !ok {
+				return p
+			}
+			if seq > 0 {
+				for {
+					old := l.ackIn.Load()
+					if seq <= old || l.ackIn.CompareAndSwap(old, seq) {
+						break
+					}
+				}
+				*acked = true
+			}
+		}
+		p = p[6+n:]
+	}
+	return p
+}
+
+// parseAckOrHeartbeat reads "a<seq>" (seq as wire.ParseFrame takes it) or
+// "h" (seq 0); anything else is not ok.
+func parseAckOrHeartbeat(b []byte) (seq uint64, ok bool) {
+	switch {
+	case len(b) == 1 && b[0] == byte(wire.KindHeartbeat):
+		return 0, true
+	case len(b) < 2 || len(b) > 21 || b[0] != byte(wire.KindAck) || (len(b) > 2 && b[1] == '0'):
+		return 0, false
+	}
+	for _, d := range b[1:] {
+		if d < '0' || d > '9' {
+			return 0, false
+		}
+		next := seq*10 + uint64(d-'0')
+		if next/10 != seq {
+			return 0, false // overflow
+		}
+		seq = next
+	}
+	return seq, true
+}
+
+// settle parks an RFC 6455 reader once the socket is empty: it reports
+// false when parked, true when bytes were read (into pre; or an error into
+// readErr) and the reader must go on.
+func (l *link) settle() bool {
+	c := l.rfc
+	bp := fastBuffers.Get().(*[4096]byte)
+	defer fastBuffers.Put(bp)
+	for {
+		n, err := c.readNB(bp[:])
+		switch {
+		case err == errWouldBlock:
+			l.waitSince.Store(time.Now().UnixNano())
+			if l.rstate.CompareAndSwap(rRunning, rParked) {
+				return false
+			}
+			l.rstate.Store(rRunning) // it was rPending: bytes came meanwhile; look again
+			continue
+		case err != nil:
+			c.readErr = err
+		default:
+			c.pre = append(c.pre, bp[:n]...)
+		}
+		return true
+	}
+}
+
+// park re-arms a hixie connection in the poller and lets the reader's
+// goroutine go. If the poller will not have it (the connection just
+// closed), the reader goes on as readLoop, which finds out: inline if
+// inline, else in a goroutine.
+func (l *link) park(inline bool) {
+	if l.closed.Load() {
+		return
+	}
+	l.waitSince.Store(time.Now().UnixNano())
+	l.rstate.Store(rParked)
+	if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
+		if inline {
+			l.readLoop()
+		} else {
+			go l.readLoop()
+		}
+	}
+}
+
+// readRun takes the messages the peer has sent, then parks.
+func (l *link) readRun() {
+	pc := l.conn.(parkable)
+	for {
+		l.waitSince.Store(time.Now().UnixNano())
+		msg, got, err := pc.next(true)
+		if err != nil {
+			pc.release()
+			l.readFailed(err)
+			return
+		}
+		if got {
+			l.waitSince.Store(0)
+			if code, reason := l.take(msg); code != 0 {
+				pc.release()
+				l.end(code, reason, true)
+				return
+			}
+		}
+		if pc.buffered() > 0 {
+			continue
+		}
+		pc.release()
+		if l.rfc == nil {
+			l.park(true)
+			return
+		}
+		if l.closed.Load() || !l.settle() {
+			return
+		}
+	}
+}
+
+// expire fails the read of a link whose peer has been silent for the read
+// timeout, as a deadline on a waiting read would: a reader waiting now
+// fails at once, and a parked link is given a reader, to fail.
+func (l *link) expire() {
+	if l.closed.Load() {
+		return
+	}
+	_ = l.conn.SetReadDeadline(time.Unix(0, 1))
+	if l.rstate.CompareAndSwap(rParked, rRunning) {
+		go l.readRun()
+	}
+}
+
+// watchdog is the read timeout of parked links: one timer, while there
+// are any, sweeps them every eighth of the timeout, so that a peer silent
+// for the timeout is cut within an eighth more. (A timer per link cost
+// more memory than all the rest of its reading.)
+type watchdog struct {
+	mu    sync.Mutex
+	links *link // through wprev, wnext
+	timer *time.Timer
+	armed bool
+	every time.Duration
+	sweep func()
+}
+
+func (w *watchdog) add(l *link, timeout time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	l.wprev, l.wnext = nil, w.links
+	if w.links != nil {
+		w.links.wprev = l
+	}
+	w.links = l
+	if !w.armed {
+		w.armed = true
+		w.every = max(timeout/8, time.Millisecond)
+		if w.timer == nil {
+			w.timer = time.AfterFunc(w.every, w.sweep)
+		} else {
+			w.timer.Reset(w.every)
+		}
+	}
+}
+
+func (w *watchdog) remove(l *link) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l.wprev != nil {
+		l.wprev.wnext = l.wnext
+	} else if w.links == l {
+		w.links = l.wnext
+	}
+	if l.wnext != nil {
+		l.wnext.wprev = l.wprev
+	}
+	l.wprev, l.wnext = nil, nil
+	if w.links == nil && w.armed {
+		w.armed = false
+		w.timer.Stop()
+	}
+}
+
+// sweepWatched expires the links whose peers are silent past the read
+// timeout (not those whose session is taking a message).
+func (t *Transport) sweepWatched() {
+	w := &t.watch
+	limit := int64(t.opts.ReadTimeout)
+	var silent []*link
+	w.mu.Lock()
+	now := time.Now().UnixNano()
+	for l := w.links; l != nil; l = l.wnext {
+		if since := l.waitSince.Load(); since != 0 && now-since >= limit {
+			silent = append(silent, l)
+		}
+	}
+	if w.links != nil {
+		w.timer.Reset(w.every)
+	} else {
+		w.armed = false
+	}
+	w.mu.Unlock()
+	for _, l := range silent {
+		l.expire()
+	}
 }
 
 // end closes the connection once; detach lets the session wait for its
@@ -278,6 +683,18 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 		return
 	}
 	l.ended = true
+	l.closed.Store(true)
+	l.rstate.CompareAndSwap(rParked, rEnded) // a late report starts no reader
+	if l.watched {
+		l.t.watch.remove(l)
+	}
+	if l.desc != nil {
+		_ = l.desc.Close()
+	}
+	if a := l.ackIn.Load(); a > l.ackApplied && l.raw == nil {
+		l.ackApplied = a
+		_ = l.ep.Ack(context.Background(), a)
+	}
 	if detach {
 		l.ep.Detach(l)
 	}
@@ -299,38 +716,101 @@ func (l *link) end(code session.Code, reason string, detach bool) {
 }
 
 func (l *link) pump() {
-	l.mu.Lock()
+	if l.runner.Pool != nil && !l.mu.TryLock() {
+		// A pool's goroutine must not wait: whoever has the link may be
+		// waiting on the peer (a reader ending it, behind a write that
+		// cannot finish). A goroutine of its own waits instead.
+		go func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.pumpLocked()
+		}()
+		return
+	}
+	if l.runner.Pool == nil {
+		l.mu.Lock()
+	}
 	defer l.mu.Unlock()
-	for !l.ended && l.pumpOnce() {
+	l.pumpLocked()
+}
+
+func (l *link) pumpLocked() {
+	for !l.ended && !l.busy && l.pumpOnce() {
 	}
 }
+
+// framer appends a message framed for its dialect (as Conn.AppendText,
+// from bytes).
+type framer interface {
+	appendMessage(dst, msg []byte) []byte
+}
+
+var (
+	_ framer = (*rfcConn)(nil)
+	_ framer = (*hixieConn)(nil)
+)
 
 // frame appends one session frame as a WebSocket message.
 func (l *link) frame(buf []byte, f wire.Frame) []byte {
-	return l.conn.AppendText(buf, string(wire.AppendFrame(nil, f)))
+	var tmp [256]byte
+	enc := wire.AppendFrame(tmp[:0], f)
+	if fr, ok := l.conn.(framer); ok {
+		return fr.appendMessage(buf, enc)
+	}
+	return l.conn.AppendText(buf, string(enc))
 }
+
+// msgBuffers hold the messages of a pump's Pull.
+var msgBuffers = sync.Pool{New: func() any { m := make([]session.Message, 0, 16); return &m }}
+
+// writeBuffers hold a pump's batch while it is written.
+var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
 
 // pumpOnce writes what is due; it reports whether it wrote messages.
 func (l *link) pumpOnce() bool {
-	var buf []byte
+	bp := writeBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	put := func() {
+		if cap(buf) <= 64<<10 {
+			*bp = buf[:0]
+			writeBuffers.Put(bp)
+		}
+	}
 	first := !l.opened
 	l.opened = true
+	if a := l.ackIn.Load(); a > l.ackApplied {
+		l.ackApplied = a
+		if err := l.ep.Ack(context.Background(), a); err != nil {
+			put()
+			l.finish(nil, &session.CloseError{Code: session.CodeProtocolError, Reason: "acknowledgement ahead of messages sent"}, true, false)
+			return false
+		}
+	}
 	if k := l.kick.Load(); k != nil {
-		l.finish(buf, k, false)
+		l.finish(buf, k, false, true)
 		return false
 	}
-	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, nil)
+	mp := msgBuffers.Get().(*[]session.Message)
+	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, (*mp)[:0])
+	defer func() {
+		if cap(b.Messages) <= 1024 {
+			clear(b.Messages) // drop the texts
+			*mp = b.Messages[:0]
+			msgBuffers.Put(mp)
+		}
+	}()
 	if errors.Is(err, session.ErrDetached) {
 		k := l.kick.Load()
 		if k == nil {
 			k = &session.CloseError{Code: session.CodeReplaced, Reason: "replaced by a newer connection"}
 		}
-		l.finish(buf, k, false)
+		l.finish(buf, k, false, true)
 		return false
 	}
 	if err != nil {
+		put()
 		l.t.opts.Logger.Error("websocket: pull failed", "session", l.ep.ID(), "err", err)
-		l.endLocked(session.CodeInternalError, "internal error", true)
+		l.finish(nil, &session.CloseError{Code: session.CodeInternalError, Reason: "internal error"}, true, false)
 		return false
 	}
 	for _, m := range b.Messages {
@@ -362,40 +842,104 @@ func (l *link) pumpOnce() bool {
 		_ = l.ep.Ack(context.Background(), l.cursor)
 	}
 	if b.Close != nil {
-		l.finish(buf, b.Close, true)
+		l.finish(buf, b.Close, true, true)
 		return false
-	}
-	if len(buf) > 0 {
-		if err := l.conn.Write(buf); err != nil {
-			l.t.opts.Logger.Info("websocket: write failed; the session waits for the client to come back",
-				"session", l.ep.ID(), "err", err)
-			l.endLocked(CodeAbnormal, "", true)
-			return false
-		}
 	}
 	// Ping at the heartbeat, and on a busy feed at least every third of the
 	// read timeout: a peer that only listens must have pings to answer, or
 	// its read deadline cuts it.
-	if now := time.Now(); b.Heartbeat || now.Sub(l.pinged) >= l.t.opts.ReadTimeout/3 {
+	ping := false
+	if now := time.Now().UnixNano(); b.Heartbeat || time.Duration(now-l.pinged) >= l.t.opts.ReadTimeout/3 {
 		l.pinged = now
-		_ = l.conn.Ping()
+		ping = true
 	}
+	if l.rfc == nil {
+		if len(buf) > 0 {
+			if err := l.conn.Write(buf); err != nil {
+				put()
+				l.writeFailed(err)
+				return false
+			}
+		}
+		put()
+		if ping {
+			_ = l.conn.Ping()
+		}
+		return len(b.Messages) > 0
+	}
+	if ping {
+		buf = append(buf, pingFrame...)
+	}
+	if len(buf) == 0 {
+		put()
+		return false
+	}
+	n, held, err := l.rfc.tryWrite(buf)
+	switch {
+	case err != nil:
+		put()
+		l.writeFailed(err)
+		return false
+	case n < len(buf):
+		// The socket is full (or another write has it): a goroutine of
+		// its own waits for the rest, and wakes pump when done.
+		l.busy = true
+		go l.writeRest(bp, buf, n, held)
+		return false
+	}
+	put()
 	return len(b.Messages) > 0
 }
 
-// finish writes what is left and the end of the session or connection.
-func (l *link) finish(buf []byte, ce *session.CloseError, detach bool) {
-	if l.raw == nil {
+func (l *link) writeFailed(err error) {
+	l.t.opts.Logger.Info("websocket: write failed; the session waits for the client to come back",
+		"session", l.ep.ID(), "err", err)
+	l.endLocked(CodeAbnormal, "", true)
+}
+
+// writeRest finishes a write that tryWrite left.
+func (l *link) writeRest(bp *[]byte, buf []byte, n int, held bool) {
+	err := l.rfc.writeRest(buf[n:], held)
+	if cap(buf) <= 64<<10 {
+		*bp = buf[:0]
+		writeBuffers.Put(bp)
+	}
+	l.mu.Lock()
+	l.busy = false
+	if err != nil {
+		l.writeFailed(err)
+	}
+	l.mu.Unlock()
+	l.runner.Wake()
+}
+
+// finish writes what is left, the end of the session or connection (a
+// session frame: in buf if frame), and ends the link. For a pool's
+// goroutine, which must not wait on the peer, a goroutine of its own does it.
+func (l *link) finish(buf []byte, ce *session.CloseError, detach, frame bool) {
+	if l.raw == nil && frame {
 		kind := wire.KindEnd
 		if ce.Code.SessionEnding() {
 			kind = wire.KindClose
 		}
 		buf = l.frame(buf, wire.Frame{Kind: kind, Code: int(ce.Code), Data: ce.Reason})
 	}
-	if len(buf) > 0 {
-		_ = l.conn.Write(buf)
+	if l.rfc == nil {
+		if len(buf) > 0 {
+			_ = l.conn.Write(buf)
+		}
+		l.endLocked(ce.Code, ce.Reason, detach)
+		return
 	}
-	l.endLocked(ce.Code, ce.Reason, detach)
+	l.busy = true // buf is the goroutine's now (the pump does not pool it again)
+	go func() {
+		if len(buf) > 0 {
+			_ = l.rfc.write(buf)
+		}
+		l.mu.Lock()
+		l.endLocked(ce.Code, ce.Reason, detach)
+		l.mu.Unlock()
+	}()
 }
 
 // readLoop takes the peer's messages until the connection ends.
@@ -403,18 +947,7 @@ func (l *link) readLoop() {
 	for {
 		msg, err := l.conn.ReadMessage()
 		if err != nil {
-			var ce *CloseError
-			if !errors.As(err, &ce) {
-				ce = &CloseError{Code: CodeAbnormal, Err: err}
-			}
-			if l.raw != nil && ce.ByPeer {
-				code := ce.Code
-				if session.CheckCloseCode(code) != nil || code == 1005 || code == CodeAbnormal {
-					code = session.CodeNormal // no code of the peer's own
-				}
-				_ = l.raw.ClientClose(code, ce.Reason)
-			}
-			l.end(ce.Code, ce.Reason, true)
+			l.readFailed(err)
 			return
 		}
 		if code, reason := l.take(msg); code != 0 {
@@ -423,6 +956,45 @@ func (l *link) readLoop() {
 		}
 	}
 }
+
+// readFailed ends the link for a read's error.
+func (l *link) readFailed(err error) {
+	var ce *CloseError
+	if !errors.As(err, &ce) {
+		ce = &CloseError{Code: CodeAbnormal, Err: err}
+	}
+	if l.raw != nil && ce.ByPeer {
+		code := ce.Code
+		if session.CheckCloseCode(code) != nil || code == 1005 || code == CodeAbnormal {
+			code = session.CodeNormal // no code of the peer's own
+		}
+		_ = l.raw.ClientClose(code, ce.Reason)
+	}
+	l.end(ce.Code, ce.Reason, true)
+}
+
+// parkable is a Conn whose reader can stop between messages (link.readRun).
+type parkable interface {
+	// netConn is the connection whose readiness the poller watches.
+	netConn() net.Conn
+	// setParked leaves the read deadline to the link's watchdog.
+	setParked()
+	// next reads a message; with dry, it may return none (got false)
+	// after a control frame, when nothing else has been read.
+	next(dry bool) (msg string, got bool, err error)
+	// buffered counts the bytes read and not yet taken: while there are
+	// any, the reader must not park (the socket will not say so).
+	buffered() int
+	// release gives back the read buffer between messages, if any.
+	release()
+	// timeout is the read timeout (0: none).
+	timeout() time.Duration
+}
+
+var (
+	_ parkable = (*rfcConn)(nil)
+	_ parkable = (*hixieConn)(nil)
+)
 
 // take hands one message to the session; a non-zero code ends the connection.
 func (l *link) take(msg string) (session.Code, string) {

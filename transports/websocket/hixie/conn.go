@@ -71,6 +71,17 @@ func (c *Conn) Draft() Draft { return c.draft }
 // RemoteAddr returns the client's address, as net.Conn does, for logs.
 func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 
+// NetConn returns the connection underneath, for a caller that waits for
+// it to become readable by other means than a blocked ReadMessage (an
+// event loop). Read from it only through ReadMessage.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// Buffered is the count of bytes already read from the connection and not
+// yet returned by ReadMessage. A caller that waits for readability by
+// other means must call ReadMessage while it is not zero: those bytes make
+// the connection readable no more.
+func (c *Conn) Buffered() int { return c.br.Buffered() }
+
 // SetReadDeadline bounds the wait in ReadMessage, so that a caller can detect
 // a dead client (the drafts have no ping). A read that times out ends the
 // connection like any read error. The zero time means no deadline.

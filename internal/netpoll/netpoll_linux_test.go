@@ -1,0 +1,207 @@
+//go:build linux
+
+package netpoll
+
+import (
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// bound fails a test that waits too long instead of hanging it; nothing
+// waits for it to pass.
+const bound = 10 * time.Second
+
+// pairs returns n connected TCP pairs on loopback: server ends, client ends.
+func pairs(t *testing.T, n int) (srv, cli []*net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv = append(srv, s.(*net.TCPConn))
+		cli = append(cli, c.(*net.TCPConn))
+	}
+	t.Cleanup(func() {
+		for i := range srv {
+			srv[i].Close()
+			cli[i].Close()
+		}
+	})
+	return srv, cli
+}
+
+func raw(t *testing.T, c *net.TCPConn) syscall.RawConn {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rc
+}
+
+func wait(t *testing.T, ch <-chan int, what string) int {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(bound):
+		t.Fatalf("%s: no readiness reported", what)
+		return -1
+	}
+}
+
+// pollers counts the goroutines dispatching readiness.
+func pollers() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "netpoll.(*instance).run(")
+}
+
+// One report per arming; a re-arm on a socket with unread bytes reports at
+// once (the watch is level-triggered); a peer's close is readable.
+func TestOneReportPerArm(t *testing.T) {
+	srv, cli := pairs(t, 1)
+	fired := make(chan int, 16)
+	d, err := Register(raw(t, srv[0]), OneShot, func() { fired <- 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cli[0].Write([]byte("a"))
+	wait(t, fired, "first byte")
+	cli[0].Write([]byte("b")) // not armed: no report
+	if err := d.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	wait(t, fired, "re-armed with unread bytes")
+	buf := make([]byte, 8)
+	if n, _ := io.ReadAtLeast(srv[0], buf, 2); string(buf[:n]) != "ab" {
+		t.Fatalf("read %q", buf[:n])
+	}
+	if err := d.Arm(); err != nil {
+		t.Fatal(err)
+	}
+	cli[0].Close()
+	wait(t, fired, "peer closed")
+	if n, err := srv[0].Read(buf); n != 0 || err != io.EOF {
+		t.Fatalf("after the peer's close: %d %v", n, err)
+	}
+	if len(fired) != 0 {
+		t.Fatalf("%d reports more than armings", len(fired))
+	}
+}
+
+// Many connections share one goroutine, which ends with the last
+// registration.
+func TestManyConnectionsOneGoroutine(t *testing.T) {
+	const n = 500
+	srv, cli := pairs(t, n)
+	fired := make(chan int, n)
+	descs := make([]*Desc, n)
+	for i := range srv {
+		d, err := Register(raw(t, srv[i]), OneShot, func() { fired <- i })
+		if err != nil {
+			t.Fatal(err)
+		}
+		descs[i] = d
+	}
+	for round := 0; round < 3; round++ {
+		for _, c := range cli {
+			c.Write([]byte{byte(round)})
+		}
+		seen := make([]bool, n)
+		for range n {
+			i := wait(t, fired, "round")
+			if seen[i] {
+				t.Fatalf("connection %d reported twice in one arming", i)
+			}
+			seen[i] = true
+			var b [1]byte
+			if _, err := srv[i].Read(b[:]); err != nil || b[0] != byte(round) {
+				t.Fatalf("connection %d: %v %v", i, b, err)
+			}
+			if err := descs[i].Arm(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Counted once it has run (a goroutine not yet started is not
+		// in runtime.Stack's dump).
+		if got := pollers(); got != 1 {
+			t.Fatalf("%d poller goroutines for %d connections", got, n)
+		}
+	}
+	for _, d := range descs {
+		d.Close()
+	}
+	goleak.VerifyNone(t) // the poller's goroutine is gone
+	// And it comes back for the next registration.
+	d, err := Register(raw(t, srv[0]), OneShot, func() { fired <- 0 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli[0].Write([]byte("x"))
+	wait(t, fired, "after a restart")
+	d.Close()
+}
+
+func TestArmAfterClose(t *testing.T) {
+	srv, _ := pairs(t, 2)
+	d, err := Register(raw(t, srv[0]), OneShot, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	d.Close() // twice is fine
+	if err := d.Arm(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("arm after Close: %v", err)
+	}
+	d2, err := Register(raw(t, srv[1]), Edge, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv[1].Close()
+	if err := d2.Arm(); err == nil {
+		t.Fatal("arm on a closed connection succeeded")
+	}
+	d2.Close()
+}
+
+// Edge mode reports each arrival with no arming, and a peer's close.
+func TestEdgeReportsEachArrival(t *testing.T) {
+	srv, cli := pairs(t, 1)
+	fired := make(chan int, 16)
+	d, err := Register(raw(t, srv[0]), Edge, func() { fired <- 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	buf := make([]byte, 8)
+	for _, b := range []string{"a", "b", "c"} {
+		cli[0].Write([]byte(b))
+		wait(t, fired, "arrival "+b)
+		if n, err := srv[0].Read(buf); err != nil || string(buf[:n]) != b {
+			t.Fatalf("read %q %v", buf[:n], err)
+		}
+	}
+	cli[0].Close()
+	wait(t, fired, "peer closed")
+}

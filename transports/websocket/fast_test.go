@@ -1,0 +1,87 @@
+package websocket
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/gobwas/ws"
+
+	"github.com/cometkit/cometkit/session"
+	"github.com/cometkit/cometkit/transports/wire"
+)
+
+// FuzzParseAckOrHeartbeat: the poller's own reading of acknowledgements
+// and heartbeats agrees with wire.ParseFrame, both ways.
+func FuzzParseAckOrHeartbeat(f *testing.F) {
+	for _, s := range []string{"a1", "a0", "a01", "a", "h", "h1", "a18446744073709551615",
+		"a18446744073709551616", "a123456789012345678901", "m1:x", "a-1", "a+1", "a 1", "ä1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		seq, ok := parseAckOrHeartbeat([]byte(s))
+		fr, err := wire.ParseFrame(s)
+		want := err == nil && (fr.Kind == wire.KindAck || fr.Kind == wire.KindHeartbeat)
+		if ok != want || ok && seq != fr.Seq {
+			t.Fatalf("%q: fast (%d, %v), wire (%+v, %v)", s, seq, ok, fr, err)
+		}
+	})
+}
+
+func masked(frames ...ws.Frame) []byte {
+	var b bytes.Buffer
+	for _, f := range frames {
+		_ = ws.WriteFrame(&b, ws.MaskFrame(f))
+	}
+	return b.Bytes()
+}
+
+func text(s string) ws.Frame { return ws.NewTextFrame([]byte(s)) }
+
+// fastFrames takes acknowledgements, heartbeats and pongs, and stops at
+// the first frame that needs more than a note, or is not whole.
+func TestFastFrames(t *testing.T) {
+	msg := masked(text("m1:hello"))
+	long := masked(text("a" + string(bytes.Repeat([]byte("1"), 130))))
+	a3 := masked(text("a3"))
+	frag := masked(ws.NewFrame(ws.OpText, false, []byte("a1")))
+	ping := masked(ws.NewPingFrame(nil))
+	a01 := masked(text("a01"))
+	a5 := masked(text("a5"))
+	cases := []struct {
+		name  string
+		in    []byte
+		raw   bool
+		rest  []byte
+		ackIn uint64
+		acked bool
+	}{
+		{"ack", masked(text("a5")), false, nil, 5, true},
+		{"heartbeat, acks out of order, pong", masked(text("h"), text("a7"), text("a6"), ws.NewPongFrame(nil)), false, nil, 7, true},
+		{"ack then message", append(masked(text("a3")), msg...), false, msg, 3, true},
+		{"partial", a3[:5], false, a3[:5], 0, false},
+		{"unmasked", []byte{0x81, 0x02, 'a', '1'}, false, []byte{0x81, 0x02, 'a', '1'}, 0, false},
+		{"fragment", frag, false, frag, 0, false},
+		{"ping", ping, false, ping, 0, false},
+		{"too long to be an ack", long, false, long, 0, false},
+		{"malformed ack", a01, false, a01, 0, false},
+		{"raw endpoint text", a5, true, a5, 0, false},
+		{"raw endpoint pong", masked(ws.NewPongFrame([]byte("x"))), true, nil, 0, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			l := &link{}
+			if tc.raw {
+				l.raw = &session.Session{}
+			}
+			in := append([]byte(nil), tc.in...)
+			acked := false
+			rest := l.fastFrames(in, &acked)
+			if !bytes.Equal(rest, tc.rest) || l.ackIn.Load() != tc.ackIn || acked != tc.acked {
+				t.Fatalf("rest %x, ackIn %d, acked %v; want %x, %d, %v", rest, l.ackIn.Load(), acked, tc.rest, tc.ackIn, tc.acked)
+			}
+			if !bytes.Equal(in, tc.in) {
+				t.Fatal("fastFrames changed its input: readRun would read it unmasked twice")
+			}
+		})
+	}
+}
