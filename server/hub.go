@@ -154,7 +154,8 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 		// The broker's deliver is called with the broker's lock held; it
 		// takes ours. So never call the broker with ours held.
 		h.mu.Unlock()
-		cancel, err := h.broker.Subscribe(ctx, topic, func(e Entry) { h.deliver(e) })
+		topicState := t
+		cancel, err := h.broker.Subscribe(ctx, topic, func(e Entry) { h.deliverTo(topicState, e) })
 		h.mu.Lock()
 		if err != nil {
 			if h.topics[topic] == t && len(t.members) == 0 {
@@ -195,9 +196,22 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 // deliver fans an entry out to this node's members of its topic.
 func (h *Hub) deliver(e Entry) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	t := h.topics[e.Topic]
-	if t == nil {
+	h.mu.Unlock()
+	if t != nil {
+		h.deliverTo(t, e)
+	}
+}
+
+// deliverTo fans an entry out to the members of t, if t is still the
+// topic's state: a broker subscription of a topic that emptied (its cancel
+// runs in a goroutine of its own) must not deliver to the members of the
+// topic made anew since, who have a subscription of their own — or they
+// would get its entries twice.
+func (h *Hub) deliverTo(t *hubTopic, e Entry) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.topics[e.Topic] != t {
 		return
 	}
 	// One Shared for every member: its encodings are made once per wire

@@ -750,6 +750,18 @@ var (
 	_ framer = (*hixieConn)(nil)
 )
 
+// message appends one outbound message as a WebSocket message. A
+// broadcast's frame tail was encoded once for every session; only its
+// sequence number is written here.
+func (l *link) message(buf []byte, m session.Message) []byte {
+	var tmp [256]byte
+	enc := wire.AppendMessage(tmp[:0], m)
+	if fr, ok := l.conn.(framer); ok {
+		return fr.appendMessage(buf, enc)
+	}
+	return l.conn.AppendText(buf, string(enc))
+}
+
 // frame appends one session frame as a WebSocket message.
 func (l *link) frame(buf []byte, f wire.Frame) []byte {
 	var tmp [256]byte
@@ -819,8 +831,7 @@ func (l *link) pumpOnce() bool {
 				buf = l.conn.AppendText(buf, m.Data)
 			}
 		} else {
-			// A broadcast's frame tail is encoded once for every session.
-			buf = l.conn.AppendText(buf, string(wire.AppendMessage(nil, m)))
+			buf = l.message(buf, m)
 		}
 		l.cursor = m.Seq
 	}
