@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"unicode/utf8"
@@ -24,7 +25,10 @@ type Hub struct {
 
 	mu     sync.Mutex
 	topics map[string]*hubTopic
-	joined map[*session.Session]map[string]bool
+	// joined lists each session's topics here. A slice, not a set: most
+	// sessions follow a few topics, and an idle session's share of a map
+	// (~300 B) was a good part of its memory.
+	joined map[*session.Session][]string
 }
 
 type hubTopic struct {
@@ -54,7 +58,7 @@ var (
 )
 
 func newHub(b Broker, onPresence func(PresenceEvent), noResume bool) *Hub {
-	return &Hub{broker: b, onPresence: onPresence, noResume: noResume, topics: map[string]*hubTopic{}, joined: map[*session.Session]map[string]bool{}}
+	return &Hub{broker: b, onPresence: onPresence, noResume: noResume, topics: map[string]*hubTopic{}, joined: map[*session.Session][]string{}}
 }
 
 func checkTopic(t string) error {
@@ -181,10 +185,7 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 			m.last = from
 		}
 		t.members[s] = m
-		if h.joined[s] == nil {
-			h.joined[s] = map[string]bool{}
-		}
-		h.joined[s][topic] = true
+		h.joined[s] = append(h.joined[s], topic)
 	}
 	h.mu.Unlock()
 	if isNew && h.onPresence != nil {
@@ -278,8 +279,13 @@ func (h *Hub) leaveLocked(s *session.Session, topic string) bool {
 		return false
 	}
 	delete(t.members, s)
-	delete(h.joined[s], topic)
-	if len(h.joined[s]) == 0 {
+	topics := h.joined[s]
+	if i := slices.Index(topics, topic); i >= 0 {
+		topics[i] = topics[len(topics)-1]
+		topics = topics[:len(topics)-1]
+	}
+	h.joined[s] = topics
+	if len(topics) == 0 {
 		delete(h.joined, s)
 	}
 	if len(t.members) == 0 {
@@ -297,9 +303,7 @@ func (h *Hub) leaveLocked(s *session.Session, topic string) bool {
 func (h *Hub) drop(s *session.Session) {
 	h.mu.Lock()
 	var topics []string
-	for topic := range h.joined[s] {
-		topics = append(topics, topic)
-	}
+	topics = append(topics, h.joined[s]...)
 	for _, topic := range topics {
 		h.leaveLocked(s, topic)
 	}
@@ -349,10 +353,7 @@ func (h *Hub) Members(topic string) []*session.Session {
 func (h *Hub) Topics(s *session.Session) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]string, 0, len(h.joined[s]))
-	for topic := range h.joined[s] {
-		out = append(out, topic)
-	}
+	out := slices.Clone(h.joined[s])
 	sort.Strings(out)
 	return out
 }
