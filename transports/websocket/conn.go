@@ -139,7 +139,10 @@ func (c *rfcConn) writeRest(b []byte, held bool) error {
 }
 
 // appendMessage appends a text message framed for the wire, as AppendText.
-func (c *rfcConn) appendMessage(dst, msg []byte) []byte {
+func (c *rfcConn) appendMessage(dst, msg []byte) []byte { return appendRFCText(dst, msg) }
+
+// appendRFCText appends msg as a server's text frame: unmasked, FIN.
+func appendRFCText[T string | []byte](dst []byte, msg T) []byte {
 	n := len(msg)
 	switch {
 	case n <= 125:
@@ -296,18 +299,7 @@ func (c *rfcConn) broken(err error) error {
 }
 
 // AppendText implements Conn: a server frame, unmasked, FIN, text.
-func (c *rfcConn) AppendText(dst []byte, msg string) []byte {
-	n := len(msg)
-	switch {
-	case n <= 125:
-		dst = append(dst, 0x81, byte(n))
-	case n <= 0xFFFF:
-		dst = append(dst, 0x81, 126, byte(n>>8), byte(n))
-	default:
-		dst = append(dst, 0x81, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	}
-	return append(dst, msg...)
-}
+func (c *rfcConn) AppendText(dst []byte, msg string) []byte { return appendRFCText(dst, msg) }
 
 func (c *rfcConn) Write(framed []byte) error { return c.write(framed) }
 
@@ -412,13 +404,12 @@ func (h *hixieConn) ReadMessage() (string, error) {
 	}
 }
 
-func (h *hixieConn) AppendText(dst []byte, msg string) []byte {
-	dst = append(dst, 0x00)
-	dst = append(dst, msg...)
-	return append(dst, 0xFF)
-}
+func (h *hixieConn) AppendText(dst []byte, msg string) []byte { return appendHixieText(dst, msg) }
 
-func (h *hixieConn) appendMessage(dst, msg []byte) []byte {
+func (h *hixieConn) appendMessage(dst, msg []byte) []byte { return appendHixieText(dst, msg) }
+
+// appendHixieText appends msg as a draft text frame: 0x00, UTF-8, 0xFF.
+func appendHixieText[T string | []byte](dst []byte, msg T) []byte {
 	dst = append(dst, 0x00)
 	dst = append(dst, msg...)
 	return append(dst, 0xFF)
