@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cometkit/cometkit/bench/servers"
+	"github.com/cometkit/cometkit/transports/wire"
 )
 
 // cometkit's client contract (docs/PROTOCOL.md), as its own browser client
@@ -55,139 +55,20 @@ func (n ckNegotiation) sessionURL(base, op string, extra url.Values) string {
 	return base + servers.CometkitPrefix + "/s/" + n.SessionID + "/" + op + "?" + q.Encode()
 }
 
-// ckFrame is one decoded cometkit frame.
-type ckFrame struct {
-	kind byte
-	seq  uint64 // m, p, g, a
-	code int    // c, x
-	data string // m, p: the message; c, x: the reason
-}
+// ckFrame is one decoded cometkit frame: the library's own decoder
+// (transports/wire) reads them, so the load generator and the server agree
+// on the protocol by construction.
+type ckFrame = wire.Frame
 
-var errCkMalformed = errors.New("malformed cometkit frame")
+// ckParse decodes one frame.
+func ckParse(s string) (ckFrame, error) { return wire.ParseFrame(s) }
 
-// ckParse decodes one frame: m (message), p (topic publish), g (topic
-// gap), a (ack), h (heartbeat), c (close), x (end of this connection).
-func ckParse(s string) (ckFrame, error) {
-	if s == "" {
-		return ckFrame{}, errCkMalformed
-	}
-	f := ckFrame{kind: s[0]}
-	rest := s[1:]
-	num := func() (uint64, error) {
-		head, tail, ok := strings.Cut(rest, ":")
-		if !ok {
-			return 0, errors.New("no ':' after a number")
-		}
-		n, err := strconv.ParseUint(head, 10, 64)
-		rest = tail
-		return n, err
-	}
-	var err error
-	switch f.kind {
-	case 'h':
-	case 'a':
-		f.seq, err = strconv.ParseUint(rest, 10, 64)
-	case 'm', 'g':
-		f.seq, err = num()
-		f.data = rest
-	case 'p': // seq:offset:topicUnits:topic data
-		var units uint64
-		if f.seq, err = num(); err == nil {
-			if _, err = num(); err == nil {
-				units, err = num()
-			}
-		}
-		if err == nil {
-			end := utf16Offset(rest, int(units))
-			if end < 0 {
-				return ckFrame{}, errCkMalformed
-			}
-			f.data = rest[end:]
-		}
-	case 'c', 'x':
-		var code uint64
-		code, err = num()
-		f.code, f.data = int(code), rest
-	default:
-		return ckFrame{}, fmt.Errorf("%w: kind %q", errCkMalformed, f.kind)
-	}
-	if err != nil {
-		return ckFrame{}, fmt.Errorf("%w %q: %v", errCkMalformed, s, err)
-	}
-	return f, nil
-}
+// ckParseBatch splits and decodes a batch.
+func ckParseBatch(s string) ([]ckFrame, error) { return wire.ParseBatch(s, 1<<20) }
 
-// ckParseBatch splits a batch, `length:frame\n` repeated, where length
-// counts UTF-16 code units.
-func ckParseBatch(s string) ([]ckFrame, error) {
-	var out []ckFrame
-	for len(s) > 0 {
-		head, rest, ok := strings.Cut(s, ":")
-		n, err := strconv.Atoi(head)
-		if !ok || err != nil || n <= 0 {
-			return nil, fmt.Errorf("%w: batch %q", errCkMalformed, s)
-		}
-		end := utf16Offset(rest, n)
-		if end < 0 || end >= len(rest) || rest[end] != '\n' {
-			return nil, fmt.Errorf("%w: batch %q", errCkMalformed, s)
-		}
-		f, err := ckParse(rest[:end])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, f)
-		s = rest[end+1:]
-	}
-	return out, nil
-}
-
-// utf16Offset is the byte offset in s after n UTF-16 code units, or -1.
-func utf16Offset(s string, n int) int {
-	i := 0
-	for n > 0 {
-		if i >= len(s) {
-			return -1
-		}
-		c := s[i]
-		switch {
-		case c < 0x80:
-			i++
-			n--
-		case c < 0xE0:
-			i += 2
-			n--
-		case c < 0xF0:
-			i += 3
-			n--
-		default:
-			if n < 2 {
-				return -1
-			}
-			i += 4
-			n -= 2
-		}
-	}
-	if i > len(s) {
-		return -1
-	}
-	return i
-}
-
-func utf16Len(s string) int {
-	n := 0
-	for _, r := range s {
-		if r > 0xFFFF {
-			n += 2
-		} else {
-			n++
-		}
-	}
-	return n
-}
-
-// appendBatchFrame appends `length:frame\n`.
+// appendBatchFrame appends an encoded frame with its batch length.
 func appendBatchFrame(dst []byte, frame string) []byte {
-	dst = strconv.AppendInt(dst, int64(utf16Len(frame)), 10)
+	dst = strconv.AppendInt(dst, int64(wire.UTF16Len(frame)), 10)
 	dst = append(dst, ':')
 	dst = append(dst, frame...)
 	return append(dst, '\n')
@@ -206,23 +87,23 @@ type ckReceiver struct {
 
 // take applies one frame; it returns false when the session has ended.
 func (r *ckReceiver) take(f ckFrame) bool {
-	switch f.kind {
-	case 'm', 'p', 'g':
+	switch f.Kind {
+	case wire.KindMessage, wire.KindPublish, wire.KindGap, wire.KindLeft:
 		rcv := r.rcv.Load()
-		if f.seq <= rcv {
+		if f.Seq <= rcv {
 			return true // a replay
 		}
-		if f.seq != rcv+1 {
-			r.b.finish(fmt.Errorf("message %d after %d: a gap", f.seq, rcv))
+		if f.Seq != rcv+1 {
+			r.b.finish(fmt.Errorf("message %d after %d: a gap", f.Seq, rcv))
 			return false
 		}
-		r.rcv.Store(f.seq)
-		if f.kind != 'g' {
-			r.b.deliver(f.data)
+		r.rcv.Store(f.Seq)
+		if f.Kind == wire.KindMessage || f.Kind == wire.KindPublish {
+			r.b.deliver(f.Data)
 		}
 		r.due()
-	case 'c':
-		r.b.finish(fmt.Errorf("session closed by the server: %d %s", f.code, f.data))
+	case wire.KindClose:
+		r.b.finish(fmt.Errorf("session closed by the server: %d %s", f.Code, f.Data))
 		return false
 	}
 	return true
@@ -317,8 +198,8 @@ func (s *ckWS) read() {
 			s.finish(err)
 			return
 		}
-		if f.kind == 'x' {
-			s.finish(fmt.Errorf("connection ended by the server: %d %s", f.code, f.data))
+		if f.Kind == wire.KindEnd {
+			s.finish(fmt.Errorf("connection ended by the server: %d %s", f.Code, f.Data))
 			return
 		}
 		if !s.rx.take(f) {
@@ -463,7 +344,7 @@ func (s *ckHTTP) readStream(u string) error {
 		if err != nil {
 			return err
 		}
-		if f.kind == 'x' {
+		if f.Kind == wire.KindEnd {
 			return nil // recycled (or replaced): open the next, resuming
 		}
 		if !s.rx.take(f) {

@@ -11,7 +11,7 @@ func TestCkParseBatch(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []ckFrame{{kind: 'm', seq: 1, data: "welcome"}, {kind: 'p', seq: 2, data: "😀 x"}, {kind: 'h'}, {kind: 'c', code: 1000}}
+	want := []ckFrame{{Kind: 'm', Seq: 1, Data: "welcome"}, {Kind: 'p', Seq: 2, Offset: 7, Topic: "all", Data: "😀 x"}, {Kind: 'h'}, {Kind: 'c', Code: 1000}}
 	if len(frames) != len(want) {
 		t.Fatalf("got %+v", frames)
 	}
@@ -24,19 +24,6 @@ func TestCkParseBatch(t *testing.T) {
 		if _, err := ckParseBatch(bad); err == nil {
 			t.Errorf("%q parsed", bad)
 		}
-	}
-}
-
-func TestUTF16Offset(t *testing.T) {
-	s := "a😀b"
-	if got := utf16Offset(s, 3); got != len("a😀") {
-		t.Errorf("offset after 3 units = %d", got)
-	}
-	if got := utf16Offset(s, 2); got != -1 {
-		t.Errorf("offset inside a surrogate pair = %d, want -1", got)
-	}
-	if utf16Len(s) != 4 {
-		t.Errorf("utf16Len = %d", utf16Len(s))
 	}
 }
 
