@@ -617,3 +617,65 @@ func TestUnhijackablePollIsHeld(t *testing.T) {
 		t.Fatalf("parked behind an unhijackable writer: %+v", st)
 	}
 }
+
+// A connection handed back after a parked answer is a kept-alive one: with
+// only IdleTimeout set on the http.Server, it is closed after IdleTimeout
+// with no request, as net/http closes its own idle connections. (net/http
+// sets no deadline for a new connection's first request in that case.)
+func TestHandedBackConnectionKeepsIdleTimeout(t *testing.T) {
+	rc := newRecorder()
+	srv, err := New(rc, Options{HashKey: []byte("0123456789abcdef0123456789abcdef-test-key"), Logger: discard,
+		LongPoll: longpoll.Options{ParkAfter: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv)
+	hs.Config.IdleTimeout = 200 * time.Millisecond
+	hs.Start()
+	t.Cleanup(func() { srv.Close(); hs.Close() })
+	ts := &testServer{Server: srv, http: hs, base: hs.URL}
+	c, s := openSession(t, ts, rc)
+	conn := dialRaw(t, ts)
+	conn.request(t, http.MethodGet, pollURL(c, nil))
+	waitParked(t, ts, 1)
+	if err := s.Send(testCtx(t), "one"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := conn.response(t); resp.Close || body != "6:m1:one\n" {
+		t.Fatalf("answer: close=%v %q", resp.Close, body)
+	}
+	start := time.Now()
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := conn.br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle handed-back connection: %v after %v, want the server to close it", err, time.Since(start))
+	}
+}
+
+// A parked poll on a connection handed back with pipelined bytes (wrapped
+// to replay them) is still watched: the client leaving is seen at once.
+func TestHangUpSeenAfterPipelinedHandBack(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("hang-ups of parked polls are watched on Linux only")
+	}
+	rc := newRecorder()
+	ts := newParkingServer(t, rc, longpoll.Options{})
+	c, s := openSession(t, ts, rc)
+	conn := dialRaw(t, ts)
+	both := rawRequest(http.MethodGet, pollURL(c, nil)) + rawRequest(http.MethodPost, c.URL("send", nil))
+	if _, err := io.WriteString(conn, both); err != nil {
+		t.Fatal(err)
+	}
+	waitParked(t, ts, 1)
+	if err := s.Send(testCtx(t), "one"); err != nil {
+		t.Fatal(err)
+	}
+	conn.response(t)
+	conn.response(t)
+	c.Take(testclient.Event{Frame: wire.Frame{Kind: wire.KindMessage, Seq: 1}})
+	conn.request(t, http.MethodGet, pollURL(c, nil)) // parks on the wrapped connection
+	waitParks(t, ts, 2)
+	conn.Close()
+	if st := waitParked(t, ts, 0); st.HangUps != 1 {
+		t.Fatalf("stats after the hang-up: %+v", st)
+	}
+}

@@ -233,6 +233,15 @@ func handBack(srv *http.Server, conn net.Conn, early []byte) bool {
 	if err := conn.SetDeadline(time.Time{}); err != nil {
 		return false
 	}
+	// net/http takes a connection from Serve as new: it waits for the first
+	// request only as long as ReadHeaderTimeout (or ReadTimeout) says, and
+	// sets no deadline when both are zero. This connection is a kept-alive
+	// one between requests: give it IdleTimeout, as net/http would have.
+	if srv.ReadHeaderTimeout <= 0 && srv.ReadTimeout <= 0 && srv.IdleTimeout > 0 {
+		if err := conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout)); err != nil {
+			return false
+		}
+	}
 	if len(early) > 0 {
 		pc := &prefixConn{Conn: conn, early: early}
 		if tc, ok := conn.(*tls.Conn); ok {
@@ -283,6 +292,10 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 }
 
 // tlsPrefixConn keeps Request.TLS set on a TLS connection behind a prefixConn.
+// NetConn is the connection underneath, so that the hang-up watcher finds
+// its descriptor when it is parked again.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
 type tlsPrefixConn struct {
 	*prefixConn
 	tc *tls.Conn

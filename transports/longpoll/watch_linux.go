@@ -147,7 +147,8 @@ func (w *watcher) run(rc syscall.RawConn) {
 	}
 }
 
-// rawConn is the connection's descriptor, under a TLS layer if need be.
+// rawConn is the connection's descriptor, under a TLS layer or a wrapper
+// that says what it wraps (NetConn) if need be.
 func rawConn(c net.Conn) syscall.RawConn {
 	for {
 		switch cc := c.(type) {
@@ -160,6 +161,9 @@ func rawConn(c net.Conn) syscall.RawConn {
 				return nil
 			}
 			return rc
+		case interface{ NetConn() net.Conn }: // a wrapper: ours (replayed bytes), or a listener's
+			c = cc.NetConn()
+			continue
 		}
 		return nil
 	}
