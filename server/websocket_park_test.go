@@ -533,3 +533,52 @@ func TestWebSocketWithoutPoller(t *testing.T) {
 		t.Run(tc.name, tc.f)
 	}
 }
+
+// A peer that sends a frame the poller takes itself (a pong) and closes
+// TCP at once: its FIN may come in the same readiness report as the bytes,
+// and show only on a read after them. Every such session must end.
+func TestWebSocketPeerLeavingRightAfterAFrameIsSeen(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{})
+	u, _ := url.Parse(ts.base + "/websocket")
+	const n = 16 // the recorder's buffer of ends: a failing run must not block its cleanup
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		nc, err := net.Dial("tcp", u.Host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer nc.Close()
+		_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(nc, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n", u.Path, u.Host)
+		br := bufio.NewReader(nc)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if line == "\r\n" {
+				break
+			}
+		}
+		rc.session(t)
+		conns[i] = nc
+	}
+	waitLinksIdle(t) // every connection parked
+	for _, nc := range conns {
+		var b bytes.Buffer
+		_ = ws.WriteFrame(&b, ws.MaskFrame(ws.NewPongFrame(nil)))
+		if _, err := nc.Write(b.Bytes()); err != nil {
+			t.Fatal(err)
+		}
+		nc.Close()
+	}
+	for i := 0; i < n; i++ {
+		select {
+		case <-rc.ended:
+		case <-testCtx(t).Done():
+			t.Fatalf("%d of %d sessions still open after their peers left", n-i, n)
+		}
+	}
+}

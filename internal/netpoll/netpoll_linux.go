@@ -48,7 +48,8 @@ type Desc struct {
 // is called whenever bytes arrive (or the peer hangs up), with no arming:
 // what arrived before Register, or while fn's reader was busy, brings no
 // call of its own, so the reader must read until the socket has nothing
-// left (a short read, or EAGAIN) before it waits for fn.
+// left (EAGAIN: a short read is not enough, a FIN that came with the last
+// bytes shows only on the next read) before it waits for fn.
 //
 // fn must not block, nor call Close: it may read without waiting
 // (syscall.RawConn) or hand the reading to a goroutine. The connection

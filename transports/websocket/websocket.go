@@ -445,9 +445,9 @@ func (l *link) fastRead() {
 			go l.readRun()
 			return
 		}
-		if n < len(bp) {
-			break // a short read: the socket is empty, and what comes next is reported
-		}
+		// A short read does not mean the socket is empty: a FIN (or RST)
+		// that came with the last bytes shows only on the next read, and
+		// edge-triggered epoll reports nothing more. Read until EAGAIN.
 	}
 	if acked {
 		l.runner.Wake()
