@@ -49,6 +49,21 @@ func (b *faultBroker) History(ctx context.Context, topic string, after uint64, l
 	return b.MemoryBroker.History(ctx, topic, after, limit)
 }
 
+// subscribeCatchingUp starts s's Subscribe to topic and returns once it is
+// catching up, waiting for its history; finish lets the history be read and
+// returns Subscribe's error.
+func subscribeCatchingUp(t *testing.T, ts *testServer, fb *faultBroker, s *session.Session, topic string) (finish func() error) {
+	t.Helper()
+	fb.historyGate, fb.historyIn = make(chan struct{}), make(chan struct{}, 1)
+	done := make(chan error, 1)
+	go func() { done <- ts.Hub().Subscribe(testCtx(t), s, topic) }()
+	<-fb.historyIn
+	return func() error {
+		close(fb.historyGate)
+		return <-done
+	}
+}
+
 // resumer opens a session whose client says it had offset of topic.
 func resumer(t *testing.T, ts *testServer, rc *recorder, topic string, offset uint64) (*testclient.Client, *session.Session) {
 	t.Helper()
@@ -115,16 +130,12 @@ func TestResumeConcurrentSubscribes(t *testing.T) {
 	ts := newTestServer(t, rc, Options{Broker: fb})
 	offs := publishAll(t, ts.Hub(), "feed", "m1", "m2")
 	c, s := resumer(t, ts, rc, "feed", offs[0])
-	fb.historyGate, fb.historyIn = make(chan struct{}), make(chan struct{}, 1)
-	done := make(chan error, 1)
-	go func() { done <- ts.Hub().Subscribe(testCtx(t), s, "feed") }()
-	<-fb.historyIn // catching up, history not yet read
+	finish := subscribeCatchingUp(t, ts, fb, s, "feed") // its history not yet read
 	if err := ts.Hub().Subscribe(testCtx(t), s, "feed"); err != nil {
 		t.Fatal(err)
 	}
 	publishAll(t, ts.Hub(), "feed", "m3")
-	close(fb.historyGate)
-	if err := <-done; err != nil {
+	if err := finish(); err != nil {
 		t.Fatal(err)
 	}
 	if got := strings.Join(pollFor(t, c, 2), ","); got != "m2,m3" {
@@ -201,13 +212,9 @@ func TestUnsubscribeDuringCatchUpAndForget(t *testing.T) {
 	ts := newTestServer(t, rc, Options{Broker: fb})
 	offs := publishAll(t, ts.Hub(), "feed", "m1", "m2")
 	c, s := resumer(t, ts, rc, "feed", offs[0])
-	fb.historyGate, fb.historyIn = make(chan struct{}), make(chan struct{}, 1)
-	done := make(chan error, 1)
-	go func() { done <- ts.Hub().Subscribe(testCtx(t), s, "feed") }()
-	<-fb.historyIn
+	finish := subscribeCatchingUp(t, ts, fb, s, "feed") // its history not yet read
 	ts.Hub().Unsubscribe(s, "feed")
-	close(fb.historyGate)
-	if err := <-done; err != nil {
+	if err := finish(); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Send(testCtx(t), "marker"); err != nil {
@@ -240,14 +247,10 @@ func TestGapWhileCatchingUpInOrder(t *testing.T) {
 	ts := newTestServer(t, rc, Options{Broker: fb})
 	offs := publishAll(t, ts.Hub(), "feed", "m1", "m2")
 	c, s := resumer(t, ts, rc, "feed", offs[0])
-	fb.historyGate, fb.historyIn = make(chan struct{}), make(chan struct{}, 1)
-	done := make(chan error, 1)
-	go func() { done <- ts.Hub().Subscribe(testCtx(t), s, "feed") }()
-	<-fb.historyIn
+	finish := subscribeCatchingUp(t, ts, fb, s, "feed") // its history not yet read
 	publishAll(t, ts.Hub(), "feed", "m3")
 	ts.Hub().deliver(Entry{Topic: "feed", Offset: offs[1] + 100, Gap: true})
-	close(fb.historyGate)
-	if err := <-done; err != nil {
+	if err := finish(); err != nil {
 		t.Fatal(err)
 	}
 	var kinds []string
