@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -225,6 +226,7 @@ func randomBytes(n int) []byte {
 //	.../s/{id}/send        long-poll send (POST; GET for JSONP)
 //	.../s/{id}/eventstream event-stream receive (GET)
 //	.../s/{id}/websocket   the session over WebSocket, one frame per message
+//	.../negotiate/websocket negotiate, then the session over this WebSocket
 //	.../websocket          raw WebSocket: plain messages, a session per connection
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
@@ -243,6 +245,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.HasSuffix(path, "/negotiate") {
 		s.negotiate(w, r)
+		return
+	}
+	if strings.HasSuffix(path, "/negotiate/websocket") {
+		s.negotiateWebSocket(w, r)
 		return
 	}
 	if strings.HasSuffix(path, "/client.js") {
@@ -424,38 +430,10 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	offsets, err := parseTopicOffsets(q.Get("topics"))
-	if err != nil {
-		s.refuse(w, r, http.StatusBadRequest, "bad_topics", err.Error())
+	_, body := s.startSession(w, r, q)
+	if body == nil {
 		return
 	}
-	id := session.NewID()
-	tok, err := s.tokens.mint(token{SessionID: id, Node: s.node})
-	if err != nil {
-		s.log.Error("cometkit: negotiate failed", "err", err)
-		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
-		return
-	}
-	sess, err := s.create(r, id, tok, offsets)
-	if err != nil {
-		if errors.Is(err, errFull) || errors.Is(err, errShuttingDown) {
-			w.Header().Set("Retry-After", "5")
-			s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
-			return
-		}
-		s.log.Error("cometkit: negotiate failed", "err", err)
-		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
-		return
-	}
-	body, _ := json.Marshal(negotiateAnswer{
-		Version:    1,
-		SessionID:  sess.ID(),
-		Token:      tok,
-		Transports: []string{websocket.Name, eventstream.Name, longpoll.Name},
-		Heartbeat:  s.cfg.HeartbeatInterval.Milliseconds(),
-		Disconnect: s.cfg.DisconnectTimeout.Milliseconds(),
-		MaxMessage: s.cfg.MaxMessageBytes,
-	})
 	h := w.Header()
 	httpx.NoCache(h)
 	if callback != "" {
@@ -466,6 +444,63 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	_, _ = w.Write(body)
+}
+
+// negotiateWebSocket is negotiate and the session's WebSocket in one
+// exchange: GET .../negotiate/websocket[?topics=] upgrades, and the
+// socket's first frame is the negotiate answer (an o frame). A browser
+// saves a round trip; the server, an HTTP request per connect.
+func (s *Server) negotiateWebSocket(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsUpgrade(r) {
+		w.Header().Set("Upgrade", "websocket")
+		s.refuse(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket only")
+		return
+	}
+	sess, body := s.startSession(w, r, r.URL.Query())
+	if body == nil {
+		return
+	}
+	s.ws.ServeOpen(w, r, sess, string(body))
+}
+
+// startSession makes a session for a negotiation: it reads the topics the
+// client followed, mints the token and registers the session, and returns
+// it with its negotiate answer (JSON), or refuses the request and returns
+// a nil answer.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, q url.Values) (*session.Session, []byte) {
+	offsets, err := parseTopicOffsets(q.Get("topics"))
+	if err != nil {
+		s.refuse(w, r, http.StatusBadRequest, "bad_topics", err.Error())
+		return nil, nil
+	}
+	id := session.NewID()
+	tok, err := s.tokens.mint(token{SessionID: id, Node: s.node})
+	if err != nil {
+		s.log.Error("cometkit: negotiate failed", "err", err)
+		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
+		return nil, nil
+	}
+	sess, err := s.create(r, id, tok, offsets)
+	if err != nil {
+		if errors.Is(err, errFull) || errors.Is(err, errShuttingDown) {
+			w.Header().Set("Retry-After", "5")
+			s.refuse(w, r, http.StatusServiceUnavailable, "unavailable", err.Error())
+			return nil, nil
+		}
+		s.log.Error("cometkit: negotiate failed", "err", err)
+		s.refuse(w, r, http.StatusInternalServerError, "internal", "could not start a session")
+		return nil, nil
+	}
+	body, _ := json.Marshal(negotiateAnswer{
+		Version:    1,
+		SessionID:  sess.ID(),
+		Token:      tok,
+		Transports: []string{websocket.Name, eventstream.Name, longpoll.Name},
+		Heartbeat:  s.cfg.HeartbeatInterval.Milliseconds(),
+		Disconnect: s.cfg.DisconnectTimeout.Milliseconds(),
+		MaxMessage: s.cfg.MaxMessageBytes,
+	})
+	return sess, body
 }
 
 var (

@@ -164,14 +164,27 @@ type ckWS struct {
 	seq uint64
 }
 
+// Connect negotiates on the socket itself, as the browser client does: the
+// upgrade goes to .../negotiate/websocket and the first frame is the
+// negotiate answer (an o frame).
 func (s *ckWS) Connect(ctx context.Context) error {
-	n, err := ckNegotiate(s.base, s.env)
-	if err != nil {
+	var err error
+	if s.c, err = dialWS(ctx, s.env, s.env.WSBase()+servers.CometkitPrefix+"/negotiate/websocket", nil); err != nil {
 		s.finish(err)
 		return err
 	}
-	u := n.sessionURL(s.env.WSBase(), "websocket", url.Values{"ack": {"0"}})
-	if s.c, err = dialWS(ctx, s.env, u, nil); err != nil {
+	p, err := s.c.read()
+	var n ckNegotiation
+	if err == nil {
+		var f ckFrame
+		if f, err = ckParse(string(p)); err == nil && f.Kind != wire.KindOpen {
+			err = fmt.Errorf("first frame %q is not an o frame", p)
+		} else if err == nil {
+			err = json.Unmarshal([]byte(f.Data), &n)
+		}
+	}
+	if err != nil || n.SessionID == "" {
+		err = fmt.Errorf("negotiating on the socket: %v", err)
 		s.finish(err)
 		return err
 	}

@@ -256,30 +256,45 @@ var CometKit = (function (env) {
     if (c) { c.close(); }
   };
 
-  P.negotiate = function () {
+  // negotiate starts a new session. Where WebSocket comes first, the socket
+  // negotiates itself (its first frame is the answer: one exchange, not
+  // two); if it fails, an HTTP negotiation (http set) follows at once.
+  P.negotiate = function (http) {
     var self = this, sgen = ++this.sgen;
     this.stop();
     this.posting = false;
     if (this.abort) { this.abort(); }
+    if (!http && this.o.transports[0] === "websocket" && this.usable("websocket")) {
+      this.fresh = 1;
+      this.offered = ["websocket"];
+      this.start();
+      return;
+    }
     this.abort = request(this.mode, "POST", this.url + "/negotiate" + this.topicsQuery(), this.mode === "jsonp" ? null : "", function (st, text) {
       if (sgen !== self.sgen || self.readyState > 1) { return; }
       var n;
-      if (st === -1 && self.mode !== "jsonp") { self.mode = "jsonp"; self.negotiate(); return; }
+      if (st === -1 && self.mode !== "jsonp") { self.mode = "jsonp"; self.negotiate(1); return; }
       try { n = st === 200 ? (typeof text === "string" ? parseJSON(text) : text) : null; } catch (e) { n = null; }
       if (st === 400) { self.offsets = {}; } // topics refused: start the topics afresh rather than never
       if (!n || !n.sid) { self.backoff(function () { self.negotiate(); }); return; }
-      if (self.sid) { // a new session in place of the old one: the application must resynchronise
-        self.rcv = self.ackd = self.seq = 0;
-        self.out = [];
-        self.resetDue = true;
-      }
-      self.sid = n.sid;
-      self.token = n.token;
-      self.hb = n.heartbeat || 25000;
-      self.maxMessage = n.maxMessage || 65536;
-      self.offered = n.transports || ["longpoll"];
+      self.adopt(n);
       self.start();
     }, 15000);
+  };
+
+  // adopt takes the session of a negotiate answer.
+  P.adopt = function (n) {
+    if (this.sid) { // a new session in place of the old one: the application must resynchronise
+      this.rcv = this.ackd = this.seq = 0;
+      this.out = [];
+      this.resetDue = true;
+    }
+    this.fresh = 0;
+    this.sid = n.sid;
+    this.token = n.token;
+    this.hb = n.heartbeat || 25000;
+    this.maxMessage = n.maxMessage || 65536;
+    this.offered = n.transports || ["longpoll"];
   };
 
   // topicsQuery tells a new session where the client was in each topic, so
@@ -314,7 +329,10 @@ var CometKit = (function (env) {
   P.start = function () {
     this.list = this.candidates();
     this.ti = 0;
-    this.round = []; // transports that timed out in this round
+    this.round = this.wsFailed > 1 ? ["websocket"] : []; // transports that timed out in this round
+    // A WebSocket that just failed to negotiate is not tried again now.
+    if (this.wsFailed && this.list[1] && this.list[0] === "websocket") { this.list.shift(); }
+    this.wsFailed = 0;
     if (!this.list.length) { this.finish(1006, "no usable transport", false); return; }
     this.connect();
   };
@@ -332,9 +350,8 @@ var CometKit = (function (env) {
   };
 
   // sessionURL is the URL of a session endpoint.
-  P.sessionURL = function (op, ws) {
-    var u = this.base + "/s/" + this.sid + "/" + op + "?t=" + enc(this.token);
-    return ws ? u.replace(/^http/, "ws") : u;
+  P.sessionURL = function (op) {
+    return this.base + "/s/" + this.sid + "/" + op + "?t=" + enc(this.token);
   };
 
   // recv takes frames from connection gen, which they prove to work.
@@ -513,6 +530,7 @@ var CometKit = (function (env) {
     if (gen !== this.gen || this.readyState > 1) { return; }
     var opened = this.opened, name = this.list[this.ti], self = this;
     this.stop();
+    if (this.fresh) { this.wsFailed = timeout ? 2 : 1; this.negotiate(1); return; }
     if (!opened) {
       if (timeout) { this.round.push(name); }
       if (this.ti + 1 < this.list.length) { this.ti++; this.connect(); return; }
@@ -601,8 +619,17 @@ var CometKit = (function (env) {
       env.clearTimeout(t.beat);
       if (ws) { ws.onmessage = ws.onclose = ws.onerror = null; try { ws.close(); } catch (e) {} }
     };
-    ws = t.ws = new env.WebSocket(k.sessionURL("websocket", true) + "&ack=" + k.rcv);
-    ws.onmessage = function (e) { k.recv(gen, [e.data]); };
+    ws = t.ws = new env.WebSocket((k.fresh ? k.base + "/negotiate/websocket" + k.topicsQuery() : k.sessionURL("websocket") + "&ack=" + k.rcv).replace(/^http/, "ws"));
+    ws.onmessage = function (e) {
+      var d = [e.data], n;
+      if (k.fresh) { // the first frame is the negotiate answer: "o{...}"; nothing else parses to one
+        try { n = parseJSON(e.data.substring(1)); } catch (x) {}
+        if (!n || !n.sid) { k.lost(gen, false); return; }
+        k.adopt(n);
+        d = [];
+      }
+      k.recv(gen, d);
+    };
     ws.onclose = ws.onerror = function () { k.lost(gen, false); };
     // Open means nothing until the first frame: a proxy may open the socket
     // and pass nothing.

@@ -10,13 +10,16 @@ test("opens over WebSocket once the first frame arrives, and delivers in order o
   const c = new CometKit("http://app.test/rt");
   const log = record(c);
   assert.strictEqual(c.readyState, CometKit.CONNECTING);
-  b.negotiate();
+  // One exchange: the socket negotiates, no HTTP request first.
   const ws = b.lastSocket();
-  assert.strictEqual(ws.url, "ws://app.test/rt/s/s1/websocket?t=tok&ack=0");
+  assert.strictEqual(ws.url, "ws://app.test/rt/negotiate/websocket");
+  assert.strictEqual(b.xhrs.length, 0, "no negotiate request");
   ws.onopen && ws.onopen();
   assert.strictEqual(c.readyState, CometKit.CONNECTING, "open means nothing before the first frame");
-  ws.onmessage({ data: "h" });
+  b.negotiate(); // its first frame: o{"sid":...}
   assert.strictEqual(c.readyState, CometKit.OPEN);
+  assert.strictEqual(c.sid, "s1");
+  ws.onmessage({ data: "h" });
   for (const f of ["m1:one", "m1:one", "m2:two"]) ws.onmessage({ data: f });
   assert.deepStrictEqual(log, ["open", "transport:websocket", "message:one", "message:two"]);
   assert.strictEqual(c.transport, "websocket");
@@ -27,10 +30,9 @@ test("sends are queued until open, numbered, acknowledged, and resent after a re
   const c = new CometKit("/rt");
   c.send("a");
   c.send("b");
-  b.negotiate();
   const ws = b.lastSocket();
   assert.deepStrictEqual(ws.sent, []);
-  ws.onmessage({ data: "h" });
+  b.negotiate();
   assert.deepStrictEqual(ws.sent, ["m1:a", "m2:b"]);
   ws.onmessage({ data: "a1" }); // the server has a
   ws.onmessage({ data: "m1:x" });
@@ -66,12 +68,16 @@ test("a WebSocket that opens but delivers nothing falls back to the event stream
   const b = fakeBrowser();
   const c = new CometKit("/rt", { connectTimeout: 3000 });
   const log = record(c);
-  b.negotiate();
   b.lastSocket().onopen && b.lastSocket().onopen();
   b.tick(2999);
   assert.strictEqual(b.streams.length, 0);
   b.tick(1);
   assert.ok(b.lastSocket().closed);
+  // The socket that was to negotiate passed nothing: an HTTP negotiation,
+  // then the next transport (the session endpoint's socket is not tried).
+  const sockets = b.sockets.length;
+  b.negotiate();
+  assert.strictEqual(b.sockets.length, sockets, "no second socket in this round");
   const es = b.lastStream();
   assert.strictEqual(es.url, "http://app.test/rt/s/s1/eventstream?t=tok&ack=0");
   es.onmessage({ data: '"h"' });
@@ -84,10 +90,10 @@ test("a WebSocket that opens but delivers nothing falls back to the event stream
   c2.close();
   // ...until five minutes have passed.
   b.tick(300001);
+  const before = b.sockets.length;
   new CometKit("/rt");
-  const sockets = b.sockets.length;
-  b.negotiate();
-  assert.strictEqual(b.sockets.length, sockets + 1, "tries WebSocket again");
+  assert.strictEqual(b.sockets.length, before + 1, "tries WebSocket again");
+  assert.match(b.lastSocket().url, /\/negotiate\/websocket$/);
   void c;
 });
 
@@ -127,9 +133,10 @@ test("a session the server no longer has starts afresh and says reset", () => {
   b.lastSocket().onmessage({ data: "m1:before" });
   b.lastSocket().onmessage({ data: "c4004:session unknown or expired" });
   b.tick(500); // after a backoff: many clients lose their sessions at once when a node goes
-  b.negotiate(undefined, "s2");
   const ws = b.lastSocket();
-  assert.match(ws.url, /\/s\/s2\/websocket\?t=tok&ack=0$/);
+  assert.match(ws.url, /\/negotiate\/websocket$/);
+  b.negotiate(undefined, "s2");
+  assert.strictEqual(c.sid, "s2");
   ws.onmessage({ data: "m1:after" });
   assert.deepStrictEqual(log, ["open", "transport:websocket", "message:before", "reconnecting", "reset", "message:after"]);
 });
@@ -140,8 +147,7 @@ test("topic messages carry topic and offset; a new session asks to resume each t
   const log = record(c);
   const got = [];
   c.addEventListener("message", (e) => got.push([e.data, e.topic, e.offset]));
-  const first = b.pending((x) => /\/negotiate/.test(x.url))[0];
-  assert.doesNotMatch(first.url, /topics=/, "nothing to resume yet");
+  assert.doesNotMatch(b.negotiateURL(), /topics=/, "nothing to resume yet");
   b.negotiate();
   const ws = b.lastSocket();
   ws.onmessage({ data: "h" });
@@ -162,8 +168,7 @@ test("topic messages carry topic and offset; a new session asks to resume each t
   assert.strictEqual(log.filter((l) => l.startsWith("gap")).join(), "gap:gone");
   ws.onmessage({ data: "c4004:session unknown or expired" });
   b.tick(500);
-  const again = b.pending((x) => /\/negotiate/.test(x.url))[0];
-  const q = new URL(again.url, "http://app.test").searchParams.get("topics");
+  const q = new URL(b.negotiateURL().replace(/^ws/, "http")).searchParams.get("topics");
   assert.deepStrictEqual(JSON.parse(q), { room: "7412281402982400002", 'a:"b\\': "9" }, "the gap dropped its topic");
 });
 
@@ -193,6 +198,7 @@ test("gives up after maxRetries and closes with 1006", () => {
   const c = new CometKit("/rt", { maxRetries: 2, reconnectDelay: 10 });
   const log = record(c);
   for (let i = 0; i < 3; i++) {
+    b.negotiatingSocket().onclose({}); // the socket fails, then the HTTP negotiation
     b.pending((x) => /\/negotiate/.test(x.url))[0].respond(0, "");
     b.tick(100);
   }
@@ -253,5 +259,25 @@ test("the bundle parses as ES3 and has no getters, bind or forEach", () => {
     for (const bad of [".bind(", ".forEach(", "Object.defineProperty", "Date.now", ".trim()", "Array.isArray"]) {
       assert.ok(!code.includes(bad), `${f} uses ${bad}`);
     }
+  }
+});
+
+test("a socket that cannot negotiate (refused upgrade, or a first frame that is no answer) falls back to HTTP at once", () => {
+  for (const fail of ["close", "not an answer"]) {
+    const b = fakeBrowser();
+    const c = new CometKit("/rt");
+    const log = record(c);
+    const ws = b.lastSocket();
+    if (fail === "close") ws.onclose({}); else ws.onmessage({ data: "h" });
+    assert.ok(ws.closed, fail);
+    assert.deepStrictEqual(log, [], "no error, no reconnecting: " + fail);
+    b.negotiate(["websocket", "eventstream", "longpoll"]); // by HTTP now
+    assert.strictEqual(b.sockets.length, 1, "no second socket in this round: " + fail);
+    b.lastStream().onmessage({ data: '"h"' });
+    assert.deepStrictEqual(log, ["open", "transport:eventstream"], fail);
+    assert.ok(!b.store["cometkit:dead:websocket"], "a quick failure does not mark WebSocket dead: " + fail);
+    // WebSocket is tried again later, on the session's own endpoint.
+    b.tick(60000);
+    assert.match(b.lastSocket().url, /\/s\/s1\/websocket\?t=tok&ack=0$/, fail);
   }
 });

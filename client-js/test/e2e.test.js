@@ -444,9 +444,12 @@ const HELLO = "hello ünïcode 😀 <script>&amp; \"q\" \\ \n second line";
 for (const name of TRANSPORTS) {
   test("a. forced " + name + ": open, echo, transport reported", { timeout: 90000 }, async () => {
     const e = await env();
-    await withPage(e, {}, async (page) => {
+    await withPage(e, {}, async (page, ctx, rec) => {
       const st = await openAndEcho(page, e.info.echo, { transports: [name] }, HELLO);
       assert.equal(st.transport, name, "ck.transport");
+      // A WebSocket negotiates on itself (.../negotiate/websocket): no HTTP negotiation.
+      const negs = rec.requests.filter((r) => /\/negotiate(\?|$)/.test(r.url)).map((r) => r.url);
+      assert.equal(negs.length, name === "websocket" ? 0 : 1, "HTTP negotiations: " + negs.join(" "));
       assert.equal(st.readyState, 1, "readyState OPEN");
       const ev = st.events.filter((x) => x.type === "transport");
       assert.deepEqual(ev.map((x) => x["ev.transport"]), [name], "transport events: " + types(st.events));

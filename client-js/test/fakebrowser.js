@@ -54,10 +54,33 @@ function fakeBrowser(opts = {}) {
     b.now = end;
   };
   b.pending = (pred) => b.xhrs.filter((x) => !x.readyState && !x.aborted && pred(x));
+  // negotiate answers the pending negotiation: by the o frame on a socket
+  // that negotiates (.../negotiate/websocket) if the server offers
+  // WebSocket, else by failing that socket and answering the HTTP
+  // negotiate the client then makes.
   b.negotiate = (transports = ["websocket", "eventstream", "longpoll"], sid = "s1") => {
+    const answer = JSON.stringify({ v: 1, sid, token: "tok", transports, heartbeat: 25000, disconnect: 30000 });
+    const ws = b.negotiatingSocket();
+    if (ws) {
+      ws.answered = true;
+      if (transports.includes("websocket")) {
+        ws.onmessage({ data: "o" + answer });
+        return;
+      }
+      ws.onclose({});
+    }
     const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
     assert.ok(x, "a negotiate request");
-    x.respond(200, JSON.stringify({ v: 1, sid, token: "tok", transports, heartbeat: 25000, disconnect: 30000 }));
+    x.respond(200, answer);
+  };
+  b.negotiatingSocket = () => b.sockets.filter((s) => /\/negotiate\/websocket/.test(s.url) && !s.answered && !s.closed)[0];
+  // negotiateURL is the URL of the pending negotiation, socket or request.
+  b.negotiateURL = () => {
+    const ws = b.negotiatingSocket();
+    if (ws) return ws.url;
+    const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
+    assert.ok(x, "a negotiate request");
+    return x.url;
   };
   b.lastSocket = () => b.sockets[b.sockets.length - 1];
   b.lastStream = () => b.streams[b.streams.length - 1];

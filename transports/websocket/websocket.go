@@ -188,6 +188,25 @@ func (t *Transport) ServeSession(w http.ResponseWriter, r *http.Request, ep sess
 	l.start()
 }
 
+// ServeOpen upgrades a request to .../negotiate/websocket for s, a session
+// made for it, and writes opening (the session's negotiate answer) as an o
+// frame before anything else: a client learns its session and starts
+// receiving in one exchange instead of a negotiate request and then an
+// upgrade. A session whose client never had its opening is ended at once:
+// nobody else holds its token.
+func (t *Transport) ServeOpen(w http.ResponseWriter, r *http.Request, s *session.Session, opening string) {
+	conn, err := t.Upgrade(w, r, t.opts.ReadTimeout)
+	if err != nil {
+		t.opts.Logger.Info("websocket: upgrade failed", "session", s.ID(), "err", err, "remote", r.RemoteAddr)
+		s.Terminate(session.CodeProtocolError, "handshake failed")
+		return
+	}
+	// The first pump writes the o frame, with what the application has
+	// sent by then: one write for the opening and the welcome.
+	l := &link{t: t, ep: s, conn: conn, opening: &opening}
+	l.start()
+}
+
 // ServeRaw upgrades a request to the raw endpoint and carries s over it:
 // each message is application text with no framing. The connection is the
 // session: when it ends, so does s (no resume without sequence numbers).
@@ -259,6 +278,9 @@ type link struct {
 	conn Conn
 	rfc  *rfcConn         // conn, when it is RFC 6455 on a socket: the fast paths
 	raw  *session.Session // set on the raw endpoint
+	// opening is the negotiate answer the first pump writes as an o frame
+	// (.../negotiate/websocket), then nil.
+	opening *string
 
 	runner wakeup.Runner
 	kick   atomic.Pointer[session.CloseError]
@@ -790,6 +812,10 @@ func (l *link) pumpOnce() bool {
 	}
 	first := !l.opened
 	l.opened = true
+	if l.opening != nil {
+		buf = l.frame(buf, wire.Frame{Kind: wire.KindOpen, Data: *l.opening})
+		l.opening = nil
+	}
 	if a := l.ackIn.Load(); a > l.ackApplied {
 		l.ackApplied = a
 		if err := l.ep.Ack(context.Background(), a); err != nil {

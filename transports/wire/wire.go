@@ -40,6 +40,10 @@ const (
 	// it forgets its offset there (a later session must not replay what was
 	// published after it left). Numbered like a message.
 	KindLeft Kind = 'u'
+	// KindOpen is the first frame of a WebSocket that negotiated its
+	// session itself (.../negotiate/websocket): Data is the negotiate
+	// answer, a JSON object. Server to client only.
+	KindOpen Kind = 'o'
 )
 
 // MaxReasonBytes bounds a close reason, as RFC 6455 bounds a close frame's.
@@ -77,6 +81,8 @@ func AppendFrame(dst []byte, f Frame) []byte {
 		dst = append(dst, f.Topic...)
 	case KindAck:
 		dst = strconv.AppendUint(dst, f.Seq, 10)
+	case KindOpen:
+		dst = append(dst, f.Data...)
 	case KindClose, KindEnd:
 		dst = strconv.AppendInt(dst, int64(f.Code), 10)
 		dst = append(dst, ':')
@@ -207,6 +213,11 @@ func ParseFrame(s string) (Frame, error) {
 		if f.Seq, err = parseUint(rest); err != nil {
 			return Frame{}, err
 		}
+	case KindOpen:
+		if !strings.HasPrefix(rest, "{") {
+			return Frame{}, fmt.Errorf("%w: open frame without a JSON object", ErrMalformed)
+		}
+		f.Data = rest
 	case KindHeartbeat:
 		if rest != "" {
 			return Frame{}, fmt.Errorf("%w: heartbeat frame with content", ErrMalformed)

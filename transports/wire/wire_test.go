@@ -104,7 +104,7 @@ func TestJSString(t *testing.T) {
 func FuzzParseBatch(f *testing.F) {
 	for _, s := range []string{
 		"7:m1:abc\n", "2:a5\n1:h\n", "13:c4008:queue\n", "5:m1:😀\n", "6:x4010:\n", "", "1:h",
-		"3:m1:\n4:m2:x\n", "25:m18446744073709551615:\n",
+		"3:m1:\n4:m2:x\n", "25:m18446744073709551615:\n", "12:o{\"sid\":\"a\"}\n", "2:o{\n",
 	} {
 		f.Add(s)
 	}
