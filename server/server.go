@@ -226,7 +226,8 @@ func randomBytes(n int) []byte {
 //	.../s/{id}/send        long-poll send (POST; GET for JSONP)
 //	.../s/{id}/eventstream event-stream receive (GET)
 //	.../s/{id}/websocket   the session over WebSocket, one frame per message
-//	.../negotiate/websocket negotiate, then the session over this WebSocket
+//	.../negotiate/websocket   negotiate, then the session over this WebSocket
+//	.../negotiate/eventstream negotiate, then the session's event stream
 //	.../websocket          raw WebSocket: plain messages, a session per connection
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
@@ -247,8 +248,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.negotiate(w, r)
 		return
 	}
-	if strings.HasSuffix(path, "/negotiate/websocket") {
-		s.negotiateWebSocket(w, r)
+	if rest, op := cutLast(path); strings.HasSuffix(rest, "/negotiate") && (op == websocket.Name || op == eventstream.Name) {
+		s.negotiateOn(w, r, op)
 		return
 	}
 	if strings.HasSuffix(path, "/client.js") {
@@ -446,21 +447,31 @@ func (s *Server) negotiate(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(body)
 }
 
-// negotiateWebSocket is negotiate and the session's WebSocket in one
-// exchange: GET .../negotiate/websocket[?topics=] upgrades, and the
-// socket's first frame is the negotiate answer (an o frame). A browser
-// saves a round trip; the server, an HTTP request per connect.
-func (s *Server) negotiateWebSocket(w http.ResponseWriter, r *http.Request) {
-	if !websocket.IsUpgrade(r) {
+// negotiateOn is negotiate and the session's first connection in one
+// exchange: GET .../negotiate/websocket[?topics=] upgrades, GET
+// .../negotiate/eventstream[?topics=][&pad=1] streams, and the first frame
+// is the negotiate answer (an o frame). A browser saves a round trip; the
+// server, an HTTP request per connect.
+func (s *Server) negotiateOn(w http.ResponseWriter, r *http.Request, op string) {
+	if op == websocket.Name && !websocket.IsUpgrade(r) {
 		w.Header().Set("Upgrade", "websocket")
 		s.refuse(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket only")
+		return
+	}
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", "GET, OPTIONS")
+		s.refuse(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "negotiate/"+op+" takes GET")
 		return
 	}
 	sess, body := s.startSession(w, r, r.URL.Query())
 	if body == nil {
 		return
 	}
-	s.ws.ServeOpen(w, r, sess, string(body))
+	if op == websocket.Name {
+		s.ws.ServeOpen(w, r, sess, string(body))
+		return
+	}
+	s.events.ServeOpen(w, r, sess, string(body))
 }
 
 // startSession makes a session for a negotiation: it reads the topics the

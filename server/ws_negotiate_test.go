@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cometkit/cometkit/internal/testclient"
 	"github.com/cometkit/cometkit/transports/wire"
 )
 
@@ -174,5 +175,43 @@ func TestOpenFrameFromClientRefused(t *testing.T) {
 	}
 	if ts.Session(n.SessionID) == nil {
 		t.Fatal("the session ended with its socket's protocol error; it should wait for its client")
+	}
+}
+
+// The event stream negotiates too: its first event is the o frame, then the
+// session's messages; the client resumes anywhere with the token it got.
+func TestEventStreamNegotiatesInItsFirstEvent(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{})
+	q := url.Values{"pad": {"1"}, "topics": {`{"room":"7"}`}}
+	c, st, err := testclient.NegotiateStream(testCtx(t), ts.http.Client(), ts.base, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	if !strings.HasPrefix(st.Prelude, ":") || st.Comments != 1 {
+		t.Fatalf("prelude %q, %d comments: the 2 KB pad was asked for", st.Prelude[:min(len(st.Prelude), 20)], st.Comments)
+	}
+	s := rc.session(t)
+	if s.ID() != c.SessionID || s.Transport() != "eventstream" || s.Info().TopicOffsets["room"] != 7 {
+		t.Fatalf("session %s on %q with %v; the o frame says %s", s.ID(), s.Transport(), s.Info().TopicOffsets, c.SessionID)
+	}
+	sendN(t, s, 1, 4)
+	checkSeq(t, streamFor(t, c, st, 3), 1)
+	// Sends go to the session endpoint with the token from the o frame.
+	if _, err := c.Send(testCtx(t), "hello"); err != nil {
+		t.Fatal(err)
+	}
+	if got := rc.next(t); got != "hello" {
+		t.Fatalf("app got %q", got)
+	}
+	// A new stream on the session endpoint resumes after what it had.
+	st.Close()
+	sendN(t, s, 4, 6)
+	st2 := openStream(t, c, url.Values{"ack": {"3"}}, nil)
+	checkSeq(t, streamFor(t, c, st2, 2), 4)
+	resp, body := do(t, ts, http.MethodPost, ts.base+"/negotiate/eventstream", nil, nil)
+	if resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("POST: %d %s", resp.StatusCode, body)
 	}
 }

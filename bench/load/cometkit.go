@@ -272,15 +272,18 @@ func newCkHTTP(b *base, env *Env, stream bool) *ckHTTP {
 	return s
 }
 
+// Connect negotiates and starts receiving: an event stream negotiates on
+// itself, as the browser client does (its first event is the negotiate
+// answer); long-polling negotiates by a request first.
 func (s *ckHTTP) Connect(ctx context.Context) error {
-	var err error
-	if s.n, err = ckNegotiate(s.base, s.env); err != nil {
-		s.finish(err)
-		return err
-	}
 	if s.stream {
 		go s.streamLoop()
 	} else {
+		var err error
+		if s.n, err = ckNegotiate(s.base, s.env); err != nil {
+			s.finish(err)
+			return err
+		}
 		go s.pollLoop()
 	}
 	return s.awaitWelcome(ctx)
@@ -316,8 +319,11 @@ func (s *ckHTTP) pollLoop() {
 // the last message) when the server recycles one.
 func (s *ckHTTP) streamLoop() {
 	defer s.rx.stop()
+	u := s.env.Base + servers.CometkitPrefix + "/negotiate/eventstream"
 	for {
-		u := s.n.sessionURL(s.env.Base, "eventstream", url.Values{"ack": {strconv.FormatUint(s.rx.rcv.Load(), 10)}})
+		if s.n.SessionID != "" {
+			u = s.n.sessionURL(s.env.Base, "eventstream", url.Values{"ack": {strconv.FormatUint(s.rx.rcv.Load(), 10)}})
+		}
 		if err := s.readStream(u); err != nil {
 			s.finish(err)
 			return
@@ -359,6 +365,12 @@ func (s *ckHTTP) readStream(u string) error {
 		}
 		if f.Kind == wire.KindEnd {
 			return nil // recycled (or replaced): open the next, resuming
+		}
+		if f.Kind == wire.KindOpen {
+			if err := json.Unmarshal([]byte(f.Data), &s.n); err != nil || s.n.SessionID == "" {
+				return fmt.Errorf("negotiating on the stream: %q: %v", f.Data, err)
+			}
+			continue
 		}
 		if !s.rx.take(f) {
 			return s.Err()

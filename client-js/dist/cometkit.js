@@ -256,21 +256,25 @@ var CometKit = (function (env) {
     if (c) { c.close(); }
   };
 
-  // negotiate starts a new session. Where WebSocket comes first, the socket
-  // negotiates itself (its first frame is the answer: one exchange, not
-  // two); if it fails, an HTTP negotiation (http set) follows at once.
+  // negotiate starts a new session. Where the best transport this browser
+  // has is WebSocket or the event stream, the connection negotiates itself
+  // (its first frame is the answer: one exchange, not two); if it fails, an
+  // HTTP negotiation (http set) follows at once.
   P.negotiate = function (http) {
-    var self = this, sgen = ++this.sgen;
+    var self = this, sgen = ++this.sgen, i, f;
     this.stop();
     this.posting = false;
     if (this.abort) { this.abort(); }
-    if (!http && this.o.transports[0] === "websocket" && this.usable("websocket")) {
-      this.fresh = 1;
-      this.offered = ["websocket"];
-      this.start();
-      return;
+    for (i = 0; !http && (f = this.o.transports[i]); i++) {
+      if (this.usable(f)) {
+        if (f === "longpoll") { break; }
+        this.fresh = 1;
+        this.offered = [f];
+        this.start();
+        return;
+      }
     }
-    this.abort = request(this.mode, "POST", this.url + "/negotiate" + this.topicsQuery(), this.mode === "jsonp" ? null : "", function (st, text) {
+    this.abort = request(this.mode, "POST", this.url + "/negotiate?" + this.topicsQuery(), this.mode === "jsonp" ? null : "", function (st, text) {
       if (sgen !== self.sgen || self.readyState > 1) { return; }
       var n;
       if (st === -1 && self.mode !== "jsonp") { self.mode = "jsonp"; self.negotiate(1); return; }
@@ -312,7 +316,7 @@ var CometKit = (function (env) {
       if (q.length + p.length > room) { break; }
       q += p;
     }
-    return q ? "?topics=" + enc("{") + q + enc("}") : "";
+    return q ? "topics=" + enc("{") + q + enc("}") : "";
   };
 
   // keep remembers topic's offset; at most 64 topics, the least recently heard go.
@@ -329,10 +333,10 @@ var CometKit = (function (env) {
   P.start = function () {
     this.list = this.candidates();
     this.ti = 0;
-    this.round = this.wsFailed > 1 ? ["websocket"] : []; // transports that timed out in this round
-    // A WebSocket that just failed to negotiate is not tried again now.
-    if (this.wsFailed && this.list[1] && this.list[0] === "websocket") { this.list.shift(); }
-    this.wsFailed = 0;
+    var f = this.failed || []; // a transport that has just failed to negotiate is not tried again now
+    this.failed = 0;
+    this.round = f[1] ? [f[0]] : []; // transports that timed out in this round
+    if (this.list[1] && this.list[0] === f[0]) { this.list.shift(); }
     if (!this.list.length) { this.finish(1006, "no usable transport", false); return; }
     this.connect();
   };
@@ -354,9 +358,21 @@ var CometKit = (function (env) {
     return this.base + "/s/" + this.sid + "/" + op + "?t=" + enc(this.token);
   };
 
+  // connURL is where a connection of transport op goes: the session's
+  // endpoint, or for a new session the one that negotiates.
+  P.connURL = function (op) {
+    return this.fresh ? this.base + "/negotiate/" + op + "?" + this.topicsQuery() : this.sessionURL(op) + "&ack=" + this.rcv;
+  };
+
   // recv takes frames from connection gen, which they prove to work.
   P.recv = function (gen, list) {
     if (gen !== this.gen || this.readyState > 2) { return; }
+    if (this.fresh) { // the first frame is the negotiate answer, "o{...}"; nothing else parses to one
+      var n;
+      try { n = parseJSON(list.shift().substring(1)); } catch (e) {}
+      if (!n || !n.sid) { this.lost(gen); return; }
+      this.adopt(n);
+    }
     this.alive = now();
     if (!this.opened) {
       this.proven();
@@ -530,7 +546,7 @@ var CometKit = (function (env) {
     if (gen !== this.gen || this.readyState > 1) { return; }
     var opened = this.opened, name = this.list[this.ti], self = this;
     this.stop();
-    if (this.fresh) { this.wsFailed = timeout ? 2 : 1; this.negotiate(1); return; }
+    if (this.fresh) { this.failed = [name, timeout]; this.negotiate(1); return; }
     if (!opened) {
       if (timeout) { this.round.push(name); }
       if (this.ti + 1 < this.list.length) { this.ti++; this.connect(); return; }
@@ -619,17 +635,8 @@ var CometKit = (function (env) {
       env.clearTimeout(t.beat);
       if (ws) { ws.onmessage = ws.onclose = ws.onerror = null; try { ws.close(); } catch (e) {} }
     };
-    ws = t.ws = new env.WebSocket((k.fresh ? k.base + "/negotiate/websocket" + k.topicsQuery() : k.sessionURL("websocket") + "&ack=" + k.rcv).replace(/^http/, "ws"));
-    ws.onmessage = function (e) {
-      var d = [e.data], n;
-      if (k.fresh) { // the first frame is the negotiate answer: "o{...}"; nothing else parses to one
-        try { n = parseJSON(e.data.substring(1)); } catch (x) {}
-        if (!n || !n.sid) { k.lost(gen, false); return; }
-        k.adopt(n);
-        d = [];
-      }
-      k.recv(gen, d);
-    };
+    ws = t.ws = new env.WebSocket(k.connURL("websocket").replace(/^http/, "ws"));
+    ws.onmessage = function (e) { k.recv(gen, [e.data]); };
     ws.onclose = ws.onerror = function () { k.lost(gen, false); };
     // Open means nothing until the first frame: a proxy may open the socket
     // and pass nothing.
@@ -641,7 +648,7 @@ var CometKit = (function (env) {
   };
 
   T.eventstream = function (k, gen) {
-    var t = this, url = k.sessionURL("eventstream") + "&ack=" + k.rcv, es, x, pos = 0;
+    var t = this, url = k.connURL("eventstream"), es, x, pos = 0;
     t.close = function () {
       t.closed = true;
       env.clearTimeout(t.timer);

@@ -12,7 +12,7 @@ test("opens over WebSocket once the first frame arrives, and delivers in order o
   assert.strictEqual(c.readyState, CometKit.CONNECTING);
   // One exchange: the socket negotiates, no HTTP request first.
   const ws = b.lastSocket();
-  assert.strictEqual(ws.url, "ws://app.test/rt/negotiate/websocket");
+  assert.strictEqual(ws.url, "ws://app.test/rt/negotiate/websocket?");
   assert.strictEqual(b.xhrs.length, 0, "no negotiate request");
   ws.onopen && ws.onopen();
   assert.strictEqual(c.readyState, CometKit.CONNECTING, "open means nothing before the first frame");
@@ -93,7 +93,7 @@ test("a WebSocket that opens but delivers nothing falls back to the event stream
   const before = b.sockets.length;
   new CometKit("/rt");
   assert.strictEqual(b.sockets.length, before + 1, "tries WebSocket again");
-  assert.match(b.lastSocket().url, /\/negotiate\/websocket$/);
+  assert.match(b.lastSocket().url, /\/negotiate\/websocket\?$/);
   void c;
 });
 
@@ -101,9 +101,13 @@ test("an event stream that a proxy buffers falls back to long-polling, which ack
   const b = fakeBrowser({ noWebSocket: true });
   const c = new CometKit("/rt", { firstEventTimeout: 2000 });
   const log = record(c);
-  b.negotiate();
+  // The stream that negotiates is held by the proxy: nothing within
+  // firstEventTimeout, so an HTTP negotiation, then long-polling.
+  assert.match(b.lastStream().url, /\/negotiate\/eventstream\?$/);
   b.tick(2000);
   assert.ok(b.lastStream().closed);
+  b.negotiate();
+  assert.strictEqual(b.streams.length, 1, "the stream is not tried again in this round");
   // A fresh poll is held until the server has news: a send of the ack,
   // answered at once, proves the way first.
   const probe = b.pending((x) => /\/send/.test(x.url))[0];
@@ -134,7 +138,7 @@ test("a session the server no longer has starts afresh and says reset", () => {
   b.lastSocket().onmessage({ data: "c4004:session unknown or expired" });
   b.tick(500); // after a backoff: many clients lose their sessions at once when a node goes
   const ws = b.lastSocket();
-  assert.match(ws.url, /\/negotiate\/websocket$/);
+  assert.match(ws.url, /\/negotiate\/websocket\?$/);
   b.negotiate(undefined, "s2");
   assert.strictEqual(c.sid, "s2");
   ws.onmessage({ data: "m1:after" });
@@ -236,7 +240,7 @@ test("cross-origin without CORS XHR uses JSONP", () => {
   };
   const c = new CometKit("http://other.test/rt");
   const log = record(c);
-  assert.match(scripts[0].src, /^http:\/\/other\.test\/rt\/negotiate\?callback=__cometkit\.c\d+&_=/);
+  assert.match(scripts[0].src, /^http:\/\/other\.test\/rt\/negotiate\?&?callback=__cometkit\.c\d+&_=/);
   const cb = (s) => CometKit.env.__cometkit[/callback=__cometkit\.(c\d+)/.exec(s.src)[1]];
   cb(scripts[0])({ v: 1, sid: "s9", token: "t", transports: ["longpoll"], heartbeat: 25000 });
   assert.match(scripts[1].src, /\/s\/s9\/send\?t=t&d=2%3Aa0%0A&callback=/, "the probe");
@@ -279,5 +283,21 @@ test("a socket that cannot negotiate (refused upgrade, or a first frame that is 
     // WebSocket is tried again later, on the session's own endpoint.
     b.tick(60000);
     assert.match(b.lastSocket().url, /\/s\/s1\/websocket\?t=tok&ack=0$/, fail);
+  }
+});
+
+test("an event stream negotiates itself too: EventSource, or XHR streaming with the 2 KB pad", () => {
+  for (const noEventSource of [false, true]) {
+    const b = fakeBrowser({ noWebSocket: true, noEventSource });
+    const c = new CometKit("/rt");
+    const log = record(c);
+    const url = b.negotiateURL();
+    assert.match(url, noEventSource ? /^http:\/\/app\.test\/rt\/negotiate\/eventstream\?&pad=1&_=\d+$/ : /^http:\/\/app\.test\/rt\/negotiate\/eventstream\?$/);
+    assert.strictEqual(b.pending((x) => /\/negotiate(\?|$)/.test(x.url)).length, 0, "no HTTP negotiation");
+    b.negotiate();
+    assert.deepStrictEqual(log, ["open", "transport:eventstream"]);
+    assert.strictEqual(c.sid, "s1");
+    c.send("hi");
+    assert.match(b.pending((x) => /\/send/.test(x.url))[0].url, /\/rt\/s\/s1\/send\?t=tok/);
   }
 });

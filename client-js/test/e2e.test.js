@@ -447,9 +447,10 @@ for (const name of TRANSPORTS) {
     await withPage(e, {}, async (page, ctx, rec) => {
       const st = await openAndEcho(page, e.info.echo, { transports: [name] }, HELLO);
       assert.equal(st.transport, name, "ck.transport");
-      // A WebSocket negotiates on itself (.../negotiate/websocket): no HTTP negotiation.
+      // A WebSocket or event stream negotiates on itself (.../negotiate/websocket,
+      // .../negotiate/eventstream): no HTTP negotiation; long-polling has one.
       const negs = rec.requests.filter((r) => /\/negotiate(\?|$)/.test(r.url)).map((r) => r.url);
-      assert.equal(negs.length, name === "websocket" ? 0 : 1, "HTTP negotiations: " + negs.join(" "));
+      assert.equal(negs.length, name === "longpoll" ? 1 : 0, "HTTP negotiations: " + negs.join(" "));
       assert.equal(st.readyState, 1, "readyState OPEN");
       const ev = st.events.filter((x) => x.type === "transport");
       assert.deepEqual(ev.map((x) => x["ev.transport"]), [name], "transport events: " + types(st.events));

@@ -55,30 +55,50 @@ function fakeBrowser(opts = {}) {
   };
   b.pending = (pred) => b.xhrs.filter((x) => !x.readyState && !x.aborted && pred(x));
   // negotiate answers the pending negotiation: by the o frame on a socket
-  // that negotiates (.../negotiate/websocket) if the server offers
-  // WebSocket, else by failing that socket and answering the HTTP
-  // negotiate the client then makes.
+  // or event stream that negotiates (.../negotiate/websocket or
+  // .../negotiate/eventstream) if the server offers that transport, else by
+  // failing it and answering the HTTP negotiate the client then makes.
   b.negotiate = (transports = ["websocket", "eventstream", "longpoll"], sid = "s1") => {
     const answer = JSON.stringify({ v: 1, sid, token: "tok", transports, heartbeat: 25000, disconnect: 30000 });
-    const ws = b.negotiatingSocket();
-    if (ws) {
-      ws.answered = true;
-      if (transports.includes("websocket")) {
-        ws.onmessage({ data: "o" + answer });
+    const first = b.negotiating();
+    if (first) {
+      first.answered = true;
+      const offered = transports.includes(/websocket/.test(first.url) ? "websocket" : "eventstream");
+      if (first instanceof CometKit.env.XMLHttpRequest) { // XHR streaming
+        if (!offered) { first.respond(404, ""); } else {
+          first.readyState = 3;
+          first.responseText = "retry: 1000\ndata: " + JSON.stringify("o" + answer) + "\n\n";
+          first.onreadystatechange();
+        }
+      } else if (offered) {
+        first.onmessage({ data: /websocket/.test(first.url) ? "o" + answer : JSON.stringify("o" + answer) });
         return;
-      }
-      ws.onclose({});
+      } else if (first.onclose) { first.onclose({}); } else { first.onerror({}); }
+      if (offered) return;
     }
-    const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
+    const x = b.pending((x) => /\/negotiate(\?|$)/.test(x.url))[0];
     assert.ok(x, "a negotiate request");
     x.respond(200, answer);
   };
+  // negotiating is the connection that negotiates, if any: a socket, an
+  // EventSource, or an XHR stream.
+  b.negotiating = () => [...b.sockets, ...b.streams, ...b.pending(() => true)]
+    .filter((c) => /\/negotiate\/(websocket|eventstream)/.test(c.url) && !c.answered && !c.closed && !c.aborted)[0];
+  // negotiations lists what is negotiating: connections and HTTP requests.
+  b.negotiations = () => [...b.sockets, ...b.streams, ...b.pending(() => true)]
+    .filter((c) => /\/negotiate(\/(websocket|eventstream))?(\?|$)/.test(c.url) && !c.answered && !c.closed && !c.aborted);
+  // untilNegotiating moves the clock in small steps until a negotiation
+  // begins (a backoff passes), and no further.
+  b.untilNegotiating = () => {
+    for (let i = 0; i < 2000 && !b.negotiations().length; i++) b.tick(10);
+    assert.ok(b.negotiations().length, "a negotiation began");
+  };
   b.negotiatingSocket = () => b.sockets.filter((s) => /\/negotiate\/websocket/.test(s.url) && !s.answered && !s.closed)[0];
-  // negotiateURL is the URL of the pending negotiation, socket or request.
+  // negotiateURL is the URL of the pending negotiation, connection or request.
   b.negotiateURL = () => {
-    const ws = b.negotiatingSocket();
-    if (ws) return ws.url;
-    const x = b.pending((x) => /\/negotiate/.test(x.url))[0];
+    const c = b.negotiating();
+    if (c) return c.url;
+    const x = b.pending((x) => /\/negotiate(\?|$)/.test(x.url))[0];
     assert.ok(x, "a negotiate request");
     return x.url;
   };

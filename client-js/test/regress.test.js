@@ -98,7 +98,7 @@ test("review 2: a send answer from the old session, after a reset, acks (drops) 
   c.send("o1"); c.send("o2"); c.send("o3");
   const oldPost = sends(b)[0]; // m1..m3 to s1, slow
   b.lastStream().onmessage({ data: '"c4004:session unknown or expired"' });
-  b.tick(10000); // a new session after a backoff
+  b.untilNegotiating(); // a new session after a backoff
   b.negotiate(["eventstream", "longpoll"], "s2");
   b.lastStream().onmessage({ data: '"h"' });
   c.send("n1"); c.send("n2"); // the application resynchronises on the new session
@@ -118,22 +118,23 @@ function bothSeeReset() {
   const post = sends(b)[0];
   b.lastStream().onmessage({ data: '"c4004:session unknown or expired"' });
   post.respond(200, "32:c4004:session unknown or expired\n");
-  b.tick(10000);
+  b.untilNegotiating();
   return b;
 }
 
 test("review 3: two concurrent negotiates (stream and send both see c4004) leave two transports alive", () => {
   const b = bothSeeReset();
-  const negs = b.pending((x) => /\/negotiate/.test(x.url));
-  assert.strictEqual(negs.length, 1, `${negs.length} negotiate requests in flight`);
+  const negs = b.negotiations();
+  assert.strictEqual(negs.length, 1, `${negs.length} negotiations in flight`);
 });
 
 test("review 3b: ...and when both answer, the first session's stream is never closed", () => {
   const b = bothSeeReset();
   b.negotiate(["eventstream", "longpoll"], "s2");
-  assert.strictEqual(b.pending((x) => /\/negotiate/.test(x.url)).length, 0, "a second negotiate");
+  assert.strictEqual(b.negotiations().length, 0, "a second negotiation");
   const open = b.streams.filter((s) => !s.closed).map((s) => s.url.replace(/\?.*/, ""));
   assert.deepStrictEqual(open.length, 1, "streams alive at once: " + open.join(", "));
+  assert.strictEqual(b.lastStream().closed, undefined);
 });
 
 test("review 4a: send answers feed the event-stream watchdog: a stalled stream is never detected", () => {
@@ -354,7 +355,9 @@ test("review 3c: a pending backoff timer is not cancelled by a re-negotiate: sta
   b.tick(1000); // the backoff timer fires: connect() to s1 while negotiate is in flight
   b.negotiate(["eventstream", "longpoll"], "s2");
   const open = b.streams.filter((s) => !s.closed).map((s) => s.url.replace(/\?.*/, ""));
-  assert.deepStrictEqual(open, ["http://app.test/rt/s/s2/eventstream"], "streams alive at once");
+  // The one stream alive is the one that negotiated s2.
+  assert.deepStrictEqual(open, ["http://app.test/rt/negotiate/eventstream"], "streams alive at once");
+  assert.strictEqual(c.sid, "s2");
 });
 
 test("review 15: new CometKit() throws when the page may not touch localStorage (cookies blocked, third-party iframe)", () => {
@@ -409,11 +412,11 @@ test("review 3d: server restart with one unacknowledged message: two negotiates,
   b.lastStream().onmessage({ data: '"c4004:session unknown or expired"' }); // proven() flushes: POST m1 to s1, then c4004: negotiate
   const late = sends(b)[0]; // the resend to s1, if any (the send's retry timer may hold it)
   if (late) late.respond(200, "32:c4004:session unknown or expired\n"); // the resend gets the same answer
-  b.tick(10000);
-  const negs = b.pending((x) => /\/negotiate/.test(x.url)).length;
+  b.untilNegotiating();
+  const negs = b.negotiations().length;
   b.negotiate(["eventstream", "longpoll"], "s2");
   const open = b.streams.filter((s) => !s.closed).map((s) => s.url.replace(/\?.*/, ""));
-  assert.deepStrictEqual({ negs, open }, { negs: 1, open: ["http://app.test/rt/s/s2/eventstream"] }, log.join(","));
+  assert.deepStrictEqual({ negs, open, sid: c.sid }, { negs: 1, open: ["http://app.test/rt/negotiate/eventstream"], sid: "s2" }, log.join(","));
 });
 
 // A second review, of topic offsets and the iframe form (session 2).

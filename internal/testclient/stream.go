@@ -37,7 +37,34 @@ type Event struct {
 // OpenStream starts an event stream. extra adds query parameters; header
 // adds headers (e.g. Last-Event-ID).
 func (c *Client) OpenStream(ctx context.Context, extra url.Values, header http.Header) (*Stream, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL("eventstream", extra), nil)
+	return c.openStream(ctx, c.URL("eventstream", extra), header)
+}
+
+// NegotiateStream starts a session on its event stream, in one request
+// (.../negotiate/eventstream): the stream's first event must be the o
+// frame, whose negotiate answer the returned client takes.
+func NegotiateStream(ctx context.Context, hc *http.Client, base string, extra url.Values) (*Client, *Stream, error) {
+	c := &Client{HTTP: hc, Base: strings.TrimSuffix(base, "/")}
+	st, err := c.openStream(ctx, c.Base+"/negotiate/eventstream?"+extra.Encode(), nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	ev, err := st.Next()
+	if err == nil && ev.Frame.Kind != wire.KindOpen {
+		err = fmt.Errorf("first frame %c, want an o frame", ev.Frame.Kind)
+	}
+	if err == nil {
+		err = json.Unmarshal([]byte(ev.Frame.Data), &c.Negotiation)
+	}
+	if err != nil {
+		st.Close()
+		return nil, nil, fmt.Errorf("negotiating on the stream: %w", err)
+	}
+	return c, st, nil
+}
+
+func (c *Client) openStream(ctx context.Context, u string, header http.Header) (*Stream, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -135,11 +135,27 @@ func (es *Transport) ServeStream(w http.ResponseWriter, r *http.Request, ep sess
 		// has just closed, which the first pull reports.
 		es.opts.Logger.Debug("eventstream: ack", "session", ep.ID(), "err", err)
 	}
+	es.serve(w, r, ep, after, nil)
+}
+
+// ServeOpen answers GET .../negotiate/eventstream[?pad=1] for s, a session
+// made for it: the stream's first event is opening (the session's
+// negotiate answer) as an o frame, then the session's messages. A client
+// learns its session and starts receiving in one request instead of two.
+func (es *Transport) ServeOpen(w http.ResponseWriter, r *http.Request, s *session.Session, opening string) {
+	es.serve(w, r, s, 0, &opening)
+}
+
+// serve attaches a stream starting after message number after to ep and
+// writes it until it ends.
+func (es *Transport) serve(w http.ResponseWriter, r *http.Request, ep session.Endpoint, after uint64, opening *string) {
+	var ce *session.CloseError
 	st := &stream{
 		es:      es,
 		ep:      ep,
 		cursor:  after,
 		pad:     r.URL.Query().Get("pad") == "1",
+		opening: opening,
 		started: es.opts.Clock.Now(),
 		done:    make(chan struct{}),
 	}
@@ -292,6 +308,9 @@ type stream struct {
 	ep   session.Endpoint
 	sink sink
 	pad  bool
+	// opening is the negotiate answer written first as an o frame
+	// (.../negotiate/eventstream), then nil.
+	opening *string
 
 	runner wakeup.Runner // runs pump while there is something to write
 	kick   atomic.Pointer[session.CloseError]
@@ -369,6 +388,11 @@ func (st *stream) pumpOnce() bool {
 		buf = append(buf, "retry: "...)
 		buf = strconv.AppendInt(buf, o.Retry.Milliseconds(), 10)
 		buf = append(buf, '\n')
+		if st.opening != nil {
+			buf = appendEvent(buf, wire.Frame{Kind: wire.KindOpen, Data: *st.opening})
+			st.opening = nil
+			first = false // the o frame shows the body flowing: no heartbeat needed
+		}
 	}
 	if k := st.kick.Load(); k != nil {
 		st.finish(append(buf, closeEvent(kickKind(k), k)...), false)
