@@ -873,3 +873,60 @@ func benchLongPollFanOut(b *testing.B, lpo longpollOptions) {
 }
 
 type longpollOptions = longpoll.Options
+
+// BenchmarkWebSocketConnect: one op is a new session on
+// .../negotiate/websocket, from the upgrade to the application's welcome,
+// then the socket closes. Clients share the machine; allocs/op counts
+// both sides (profile with -memprofile and focus on the server).
+// Run: go test ./server -run '^$' -bench WebSocketConnect -benchmem
+func BenchmarkWebSocketConnect(b *testing.B) {
+	app := HandlerFunc(func(s *session.Session) {
+		if s.Send(s.Context(), "welcome") != nil {
+			return
+		}
+		_, _ = s.Recv(s.Context())
+	})
+	srv, err := New(app, Options{HashKey: []byte("0123456789abcdef0123456789abcdef"), Logger: discard, MaxSessions: 1 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(srv)
+	defer hs.Close()
+	defer srv.Close()
+	u := strings.Replace(hs.URL, "http://", "ws://", 1) + "/negotiate/websocket"
+	var failed atomic.Value
+	b.SetParallelism(4)
+	b.ResetTimer()
+	start := time.Now()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			nc, br, _, err := ws.Dial(context.Background(), u)
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			var r io.Reader = nc
+			if br != nil {
+				r = io.MultiReader(br, nc)
+			}
+			for got := 0; got < 2; { // the o frame, then the welcome
+				f, err := ws.ReadFrame(r)
+				if err != nil {
+					failed.Store(err)
+					nc.Close()
+					return
+				}
+				if f.Header.OpCode == ws.OpText {
+					got++
+				}
+			}
+			nc.Close()
+		}
+	})
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "connects/s")
+}
