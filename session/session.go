@@ -229,6 +229,7 @@ type Session struct {
 	timer         Timer     // heartbeat while attached, disconnect while not
 	timerGen      uint64    // invalidates a timer that fired after being replaced
 	heartbeatDue  bool
+	lastSent      int64 // Clock's Unix ns of the last Pull that gave messages: the heartbeat counts from it
 	closeErr      *CloseError
 	closeSent     bool          // the close frame was handed to a transport
 	acked         uint64        // highest acknowledgement from the client
@@ -638,8 +639,13 @@ func (s *Session) Pull(ctx context.Context, t Transport, after uint64, maxBytes 
 		b.Heartbeat = true
 	}
 	if !b.Empty() && s.state < Closing {
+		// The heartbeat timer is not re-armed per message (a timer and a
+		// closure each time): when it fires, it waits again from here.
 		s.heartbeatDue = false
-		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+		s.lastSent = s.cfg.Clock.Now().UnixNano()
+		if s.timer == nil { // it fired for the heartbeat just given
+			s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+		}
 	}
 	flushed := b.Close != nil && !s.closeSent
 	if flushed {
@@ -805,6 +811,11 @@ func (s *Session) stopTimerLocked() {
 func (s *Session) onHeartbeat(gen uint64) {
 	s.mu.Lock()
 	if gen != s.timerGen || s.transport == nil {
+		s.mu.Unlock()
+		return
+	}
+	if wait := s.cfg.HeartbeatInterval - time.Duration(s.cfg.Clock.Now().UnixNano()-s.lastSent); wait > 0 {
+		s.armLocked(wait, s.onHeartbeat) // something went out meanwhile: a heartbeat is due an interval after it
 		s.mu.Unlock()
 		return
 	}

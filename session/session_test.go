@@ -310,6 +310,25 @@ func TestHeartbeatDue(t *testing.T) {
 	if b := pull(t, f.s, tr, 1); !b.Empty() {
 		t.Fatalf("heartbeat 20 s after a message: %+v", b)
 	}
+	// The timer armed with the last heartbeat fires now (25 s after it),
+	// finds the message 20 s old, and waits the 5 s left.
+	tr.woken()
+	f.clock.Advance(4 * time.Second)
+	if tr.woken() {
+		t.Fatal("woken 24 s after a message")
+	}
+	f.clock.Advance(time.Second)
+	if !tr.woken() {
+		t.Fatal("not woken 25 s after a message")
+	}
+	if b := pull(t, f.s, tr, 1); !b.Heartbeat {
+		t.Fatalf("pull 25 s after a message: %+v", b)
+	}
+	// And on: the next 25 s later.
+	f.clock.Advance(25 * time.Second)
+	if b := pull(t, f.s, tr, 1); !b.Heartbeat {
+		t.Fatalf("second heartbeat: %+v", b)
+	}
 }
 
 func TestDisconnectTimeoutFreesSession(t *testing.T) {

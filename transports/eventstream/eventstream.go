@@ -443,18 +443,30 @@ func (st *stream) pumpOnce() bool {
 	if len(buf) == 0 && !st.lastWrite.IsZero() && now.Sub(st.lastWrite) >= o.CommentInterval {
 		buf = append(buf, ":\n"...)
 	}
-	if len(buf) == 0 {
-		return false
+	if len(buf) > 0 {
+		if err := st.write(buf, now); err != nil {
+			st.endLocked(true)
+			return false
+		}
 	}
-	if err := st.write(buf, now); err != nil {
-		st.endLocked(true)
-		return false
+	// The comment timer is armed once per interval, not per write: when
+	// it fires, the next comment is due CommentInterval after the last write.
+	if st.timer == nil {
+		wait := o.CommentInterval
+		if !st.lastWrite.IsZero() {
+			wait = max(wait-now.Sub(st.lastWrite), 0)
+		}
+		st.timer = o.Clock.AfterFunc(wait, st.commentTimer)
 	}
-	if st.timer != nil {
-		st.timer.Stop()
-	}
-	st.timer = o.Clock.AfterFunc(o.CommentInterval, st.schedule)
 	return len(b.Messages) > 0
+}
+
+// commentTimer fires when a comment may be due; pump decides.
+func (st *stream) commentTimer() {
+	st.mu.Lock()
+	st.timer = nil
+	st.mu.Unlock()
+	st.schedule()
 }
 
 // finish writes the last bytes of the stream and ends it.
