@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/textproto"
 	"sync"
 	"time"
@@ -226,10 +227,11 @@ type Session struct {
 	log           Log
 	transport     Transport // attached now, or nil
 	transportName string    // the one attached now or last
-	timer         Timer     // heartbeat while attached, disconnect while not
-	timerGen      uint64    // invalidates a timer that fired after being replaced
+	timer         Timer     // heartbeat while attached, disconnect while not; reset, not replaced, where it can be
+	timerDue      int64     // when the timer's current arming is due (clockNanos)
+	timerKind     timerKind // what it is armed for; timerNone once fired or stopped
 	heartbeatDue  bool
-	lastSent      int64 // Clock's Unix ns of the last Pull that gave messages: the heartbeat counts from it
+	lastSent      int64 // clockNanos of the last Pull that gave messages: the heartbeat counts from it
 	closeErr      *CloseError
 	closeSent     bool          // the close frame was handed to a transport
 	acked         uint64        // highest acknowledgement from the client
@@ -260,6 +262,7 @@ func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 		inboxReady:  make(chan struct{}, 1),
 		inboxRoom:   make(chan struct{}, 1),
 		receiveTurn: make(chan struct{}, 1),
+		lastSent:    math.MinInt64 / 2, // never
 	}
 	if len(info.TopicOffsets) > 0 {
 		s.topicOffsets = make(map[string]uint64, len(info.TopicOffsets))
@@ -269,7 +272,7 @@ func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
-	s.armLocked(cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	s.armLocked(cfg.DisconnectTimeout, timerDisconnect)
 	s.mu.Unlock()
 	return s
 }
@@ -546,7 +549,7 @@ func (s *Session) closeLocked(ce *CloseError) {
 	ce.Reason = cleanReason(ce.Reason)
 	s.state = Closing
 	s.closeErr = ce
-	s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	s.armLocked(s.cfg.DisconnectTimeout, timerDisconnect)
 	s.cancel()
 }
 
@@ -580,7 +583,7 @@ func (s *Session) Attach(t Transport) error {
 	s.transportName = t.Name()
 	s.heartbeatDue = false
 	if s.state < Closing {
-		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+		s.armLocked(s.cfg.HeartbeatInterval, timerHeartbeat)
 	}
 	opened := s.state == Connecting
 	if opened {
@@ -606,7 +609,7 @@ func (s *Session) Detach(t Transport) {
 	}
 	s.transport = nil
 	if s.state < Closing {
-		s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+		s.armLocked(s.cfg.DisconnectTimeout, timerDisconnect)
 	}
 	s.mu.Unlock()
 }
@@ -642,9 +645,9 @@ func (s *Session) Pull(ctx context.Context, t Transport, after uint64, maxBytes 
 		// The heartbeat timer is not re-armed per message (a timer and a
 		// closure each time): when it fires, it waits again from here.
 		s.heartbeatDue = false
-		s.lastSent = s.cfg.Clock.Now().UnixNano()
-		if s.timer == nil { // it fired for the heartbeat just given
-			s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+		s.lastSent = s.clockNanos()
+		if s.timerKind == timerNone { // it fired for the heartbeat just given
+			s.armLocked(s.cfg.HeartbeatInterval, timerHeartbeat)
 		}
 	}
 	flushed := b.Close != nil && !s.closeSent
@@ -793,46 +796,90 @@ func (s *Session) Queued() (count, bytes int) {
 	return s.log.Len()
 }
 
-// armLocked replaces the session's one timer.
-func (s *Session) armLocked(d time.Duration, f func(gen uint64)) {
-	s.stopTimerLocked()
-	gen := s.timerGen
-	s.timer = s.cfg.Clock.AfterFunc(d, func() { f(gen) })
+// timerKind is what the session's one timer is armed for.
+type timerKind uint8
+
+const (
+	timerNone timerKind = iota
+	timerHeartbeat
+	timerDisconnect
+)
+
+// clockEpoch makes clockNanos monotonic for the real clock: a wall-clock
+// step must not move a heartbeat or a timeout.
+var clockEpoch = time.Now()
+
+// clockNanos is the session clock's now, in ns since clockEpoch.
+func (s *Session) clockNanos() int64 { return int64(s.cfg.Clock.Now().Sub(clockEpoch)) }
+
+// timerResetter is a Timer that can be armed again (time.Timer is): a
+// session re-arms its timer on every attach and detach, and a reset
+// allocates nothing.
+type timerResetter interface{ Reset(d time.Duration) bool }
+
+// armLocked arms the session's one timer for kind, d from now.
+func (s *Session) armLocked(d time.Duration, kind timerKind) {
+	s.timerKind = kind
+	s.timerDue = s.clockNanos() + int64(d)
+	if s.timer != nil {
+		if r, ok := s.timer.(timerResetter); ok {
+			r.Reset(d)
+			return
+		}
+		s.timer.Stop()
+	}
+	s.timer = s.cfg.Clock.AfterFunc(d, s.onTimer)
 }
 
 func (s *Session) stopTimerLocked() {
-	s.timerGen++
+	s.timerKind = timerNone
 	if s.timer != nil {
 		s.timer.Stop()
-		s.timer = nil
 	}
 }
 
-func (s *Session) onHeartbeat(gen uint64) {
+// onTimer runs when the timer fires. A firing of an earlier arming that
+// lost the race with a re-arm finds the new arming not yet due, and leaves
+// it to its own firing.
+func (s *Session) onTimer() {
 	s.mu.Lock()
-	if gen != s.timerGen || s.transport == nil {
+	kind := s.timerKind
+	if kind == timerNone || s.clockNanos() < s.timerDue {
 		s.mu.Unlock()
 		return
 	}
-	if wait := s.cfg.HeartbeatInterval - time.Duration(s.cfg.Clock.Now().UnixNano()-s.lastSent); wait > 0 {
-		s.armLocked(wait, s.onHeartbeat) // something went out meanwhile: a heartbeat is due an interval after it
+	s.timerKind = timerNone
+	if kind == timerHeartbeat {
+		s.onHeartbeatLocked()
+		return
+	}
+	s.onDisconnectTimeoutLocked()
+}
+
+// onHeartbeatLocked makes a heartbeat due, and unlocks.
+func (s *Session) onHeartbeatLocked() {
+	if s.transport == nil {
 		s.mu.Unlock()
 		return
 	}
-	s.timer = nil
+	if wait := s.cfg.HeartbeatInterval - time.Duration(s.clockNanos()-s.lastSent); wait > 0 {
+		s.armLocked(wait, timerHeartbeat) // something went out meanwhile: a heartbeat is due an interval after it
+		s.mu.Unlock()
+		return
+	}
 	s.heartbeatDue = true
 	t := s.transport
 	s.mu.Unlock()
 	t.Wake()
 }
 
-func (s *Session) onDisconnectTimeout(gen uint64) {
-	s.mu.Lock()
-	if gen != s.timerGen || s.state == Closed || (s.transport != nil && s.state < Closing) {
+// onDisconnectTimeoutLocked ends a session left without a transport (or
+// one whose close has lingered long enough), and unlocks.
+func (s *Session) onDisconnectTimeoutLocked() {
+	if s.state == Closed || (s.transport != nil && s.state < Closing) {
 		s.mu.Unlock()
 		return
 	}
-	s.timer = nil
 	if s.state < Closing {
 		s.closeLocked(&CloseError{Code: CodeSessionTimeout,
 			Reason: fmt.Sprintf("no transport for %s", s.cfg.DisconnectTimeout)})
