@@ -213,6 +213,10 @@ var (
 
 // Session is one client's conversation with the application, kept across
 // transports and reconnects. Its methods are safe for concurrent use.
+//
+// An idle session is most of what a server holds, thousands at a time, so
+// it keeps no more than it must: no channel until someone waits (an idle
+// application's Recv waits on one).
 type Session struct {
 	id     string
 	info   Info
@@ -223,22 +227,26 @@ type Session struct {
 
 	mu            sync.Mutex
 	state         State
+	heartbeatDue  bool
+	closeSent     bool // the close frame was handed to a transport
+	receiving     bool // a Receive has its turn: de-duplication must hold across its waits
 	log           Log
 	transport     Transport // attached now, or nil
 	transportName string    // the one attached now or last
 	timer         Timer     // heartbeat while attached, disconnect while not
 	timerGen      uint64    // invalidates a timer that fired after being replaced
-	heartbeatDue  bool
 	closeErr      *CloseError
-	closeSent     bool          // the close frame was handed to a transport
-	acked         uint64        // highest acknowledgement from the client
-	room          chan struct{} // closed when an ack frees replay-queue room
+	acked         uint64 // highest acknowledgement from the client
 
-	inSeq       uint64   // last inbound sequence number accepted
-	inbox       []string // accepted, not yet taken by Recv
-	inboxReady  chan struct{}
-	inboxRoom   chan struct{}
-	receiveTurn chan struct{} // a lock that Receive can give up waiting for: de-duplication must hold across its waits
+	inSeq uint64   // last inbound sequence number accepted
+	inbox []string // accepted, not yet taken by Recv
+	// ready (capacity 1, made by the first Recv that waits) is signalled
+	// when a message comes into the inbox, and at the close.
+	ready chan struct{}
+	// changed, made by whoever waits for one of these, is closed (and
+	// cleared) when an ack frees replay-queue room, Recv frees inbox room,
+	// a Receive ends its turn, or the session closes: the waiter looks again.
+	changed chan struct{}
 
 	topicOffsets map[string]uint64 // Info.TopicOffsets not yet taken
 }
@@ -251,14 +259,11 @@ func NewID() string { return uuid.NewString() }
 // cfg.DisconnectTimeout, the session closes itself.
 func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 	s := &Session{
-		id:          id,
-		info:        info,
-		cfg:         cfg,
-		hooks:       hooks,
-		log:         cfg.NewLog(cfg),
-		inboxReady:  make(chan struct{}, 1),
-		inboxRoom:   make(chan struct{}, 1),
-		receiveTurn: make(chan struct{}, 1),
+		id:    id,
+		info:  info,
+		cfg:   cfg,
+		hooks: hooks,
+		log:   cfg.NewLog(cfg),
 	}
 	if len(info.TopicOffsets) > 0 {
 		s.topicOffsets = make(map[string]uint64, len(info.TopicOffsets))
@@ -371,16 +376,12 @@ func (s *Session) Send(ctx context.Context, data string) error {
 			}
 			return fmt.Errorf("session %s: send: %w", s.id, err)
 		}
-		if s.room == nil {
-			s.room = make(chan struct{})
-		}
-		room := s.room
+		room := s.changedLocked()
 		s.mu.Unlock()
 		select {
-		case <-room:
+		case <-room: // an ack, the close, or else: look again
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.ctx.Done():
 		}
 	}
 }
@@ -442,18 +443,26 @@ func (s *Session) checkOutbound(data string) error {
 // ctx ends, or the session closes. Messages received before a close are
 // returned before the close's *CloseError.
 func (s *Session) Recv(ctx context.Context) (string, error) {
+	// With the session's own context (the usual call), the close signals
+	// ready too, so Recv waits on that one channel: a goroutine parked on
+	// one channel holds one waiter record, not one per select case.
+	own := ctx == s.ctx
 	for {
-		if m, err, ok := s.take(); ok {
+		m, err, ok, ready := s.take()
+		if ok {
 			return m, err
 		}
+		if own {
+			<-ready
+			continue
+		}
 		select {
-		case <-s.inboxReady:
-		case <-s.ctx.Done():
+		case <-ready:
 		case <-ctx.Done():
-			// ctx is often s.Context(), cancelled at the very moment a client's
-			// last message and its close arrive together: look once more, under
-			// the lock, before giving up.
-			if m, err, ok := s.take(); ok {
+			// ctx may be derived from s.Context(), cancelled at the very
+			// moment a client's last message and its close arrive together:
+			// look once more, under the lock, before giving up.
+			if m, err, ok, _ := s.take(); ok {
 				return m, err
 			}
 			return "", ctx.Err()
@@ -462,31 +471,31 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 }
 
 // take returns the next inbound message, or the close error once the inbox
-// is empty and the session closing; ok is false if Recv must wait.
-func (s *Session) take() (msg string, err error, ok bool) {
+// is empty and the session closing; ok is false if Recv must wait, and
+// then ready is the channel to wait on.
+func (s *Session) take() (msg string, err error, ok bool, ready <-chan struct{}) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.inbox) > 0 {
 		m := s.inbox[0]
 		s.inbox[0] = ""
 		s.inbox = s.inbox[1:]
-		more := len(s.inbox) > 0
-		if !more {
+		if len(s.inbox) > 0 {
+			s.notifyReadyLocked() // another Recv may be waiting
+		} else {
 			s.inbox = nil
 		}
-		s.mu.Unlock()
-		notify(s.inboxRoom)
-		if more {
-			notify(s.inboxReady) // another Recv may be waiting
-		}
-		return m, nil, true
+		s.broadcastLocked() // room for a Receive that waits for it
+		return m, nil, true, nil
 	}
 	if s.state >= Closing {
-		err := s.closeErr
-		s.mu.Unlock()
-		return "", err, true
+		s.notifyReadyLocked() // another Recv may be waiting, for the close too
+		return "", s.closeErr, true, nil
 	}
-	s.mu.Unlock()
-	return "", nil, false
+	if s.ready == nil {
+		s.ready = make(chan struct{}, 1)
+	}
+	return "", nil, false, s.ready
 }
 
 // Close starts closing the session: queued messages and then a close frame
@@ -547,6 +556,8 @@ func (s *Session) closeLocked(ce *CloseError) {
 	s.closeErr = ce
 	s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
 	s.cancel()
+	s.notifyReadyLocked()
+	s.broadcastLocked()
 }
 
 // finishLocked moves the session to Closed and frees what it holds.
@@ -674,10 +685,7 @@ func (s *Session) Ack(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("session %s: ack: %w", s.id, err)
 	}
 	s.acked = max(s.acked, seq)
-	if s.room != nil {
-		close(s.room)
-		s.room = nil
-	}
+	s.broadcastLocked() // room for a Send that waits for it
 	return nil
 }
 
@@ -710,13 +718,19 @@ func (s *Session) Resume(after uint64) (uint64, error) {
 // inbox is full it waits for Recv to make room, until ctx ends; what was
 // accepted before then stays accepted.
 func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
-	select {
-	case s.receiveTurn <- struct{}{}:
-		defer func() { <-s.receiveTurn }()
-	case <-ctx.Done():
-		return s.Received(), ctx.Err()
-	}
 	s.mu.Lock()
+	for s.receiving {
+		turn := s.changedLocked()
+		s.mu.Unlock()
+		select {
+		case <-turn:
+		case <-ctx.Done():
+			return s.Received(), ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.receiving = true
+	defer s.endTurn()
 	// A client that sends has connected, even before its first poll: open
 	// the session so the application starts reading.
 	opened := s.state == Connecting && len(msgs) > 0
@@ -747,10 +761,10 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 			s.mu.Unlock()
 			return acked, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Data), s.cfg.MaxMessageBytes)
 		case len(s.inbox) >= s.cfg.MaxInbound:
+			room := s.changedLocked()
 			s.mu.Unlock()
 			select {
-			case <-s.inboxRoom:
-			case <-s.ctx.Done():
+			case <-room: // a Recv, the close, or else: look again
 			case <-ctx.Done():
 				return acked, ctx.Err()
 			}
@@ -758,8 +772,8 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		}
 		s.inbox = append(s.inbox, m.Data)
 		s.inSeq = m.Seq
+		s.notifyReadyLocked()
 		s.mu.Unlock()
-		notify(s.inboxReady)
 		i++
 	}
 	s.mu.Lock()
@@ -768,6 +782,14 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		return s.inSeq, s.closeErr // so that the client learns of the close
 	}
 	return s.inSeq, nil
+}
+
+// endTurn ends a Receive's turn.
+func (s *Session) endTurn() {
+	s.mu.Lock()
+	s.receiving = false
+	s.broadcastLocked()
+	s.mu.Unlock()
 }
 
 // Received is the highest inbound sequence number accepted.
@@ -847,10 +869,27 @@ func (h *Hooks) closed(s *Session) {
 	}
 }
 
-// notify signals a capacity-1 channel without blocking.
-func notify(c chan struct{}) {
+// notifyReadyLocked wakes a Recv that waits, or the next one to.
+func (s *Session) notifyReadyLocked() {
 	select {
-	case c <- struct{}{}:
+	case s.ready <- struct{}{}: // never, if nil
 	default:
+	}
+}
+
+// changedLocked returns the channel to wait on for the next change that
+// waiters of the session look for (see Session.changed).
+func (s *Session) changedLocked() <-chan struct{} {
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// broadcastLocked wakes every waiter on changed.
+func (s *Session) broadcastLocked() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
 	}
 }
