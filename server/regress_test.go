@@ -193,3 +193,26 @@ func TestStressRandomlyAbandonedPolls(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The application reads the negotiation's header and address in its
+// session (the session keeps the header packed; each read is a copy).
+func TestSessionKeepsTheNegotiationHeader(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{})
+	c, err := testclient.Negotiate(testCtx(t), ts.http.Client(), ts.base, http.Header{"X-App": {"one", "two"}, "Cookie": {"k=v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	polled := pollAsync(t, c)
+	s := rc.session(t)
+	defer func() { s.Close(session.CodeNormal, ""); <-polled }()
+	h := s.Header()
+	if got := h.Values("X-App"); len(got) != 2 || got[0] != "one" || got[1] != "two" || h.Get("Cookie") != "k=v" {
+		t.Fatalf("Header = %v", h)
+	}
+	h.Set("Cookie", "changed")
+	info := s.Info()
+	if info.Header.Get("Cookie") != "k=v" || info.RequestURI != "/rt/negotiate" || info.RemoteAddr == "" {
+		t.Fatalf("Info = %+v", info)
+	}
+}

@@ -478,7 +478,7 @@ var (
 func (s *Server) create(r *http.Request, id, token string, offsets map[string]uint64) (*session.Session, error) {
 	info := session.Info{
 		RemoteAddr:   r.RemoteAddr,
-		Header:       textproto.MIMEHeader(r.Header.Clone()),
+		Header:       textproto.MIMEHeader(r.Header), // session.New keeps a copy of its own
 		RequestURI:   r.RequestURI,
 		TopicOffsets: offsets,
 	}

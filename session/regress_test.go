@@ -3,6 +3,9 @@ package session_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/textproto"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -120,6 +123,31 @@ func TestTerminateKeepsTheCloseCode(t *testing.T) {
 	f.s.Terminate(session.CodeGoingAway, "server closed")
 	if code := <-tr.kicked; code != 4321 {
 		t.Fatalf("kicked with %d, want 4321", code)
+	}
+}
+
+// The opening request's header is the session's own copy: neither the
+// caller's map nor one Header returned is the session's.
+func TestHeaderIsACopy(t *testing.T) {
+	h := textproto.MIMEHeader{"Cookie": {"a=1"}, "X-Two": {"1", "2"}}
+	cfg := session.Config{}.Defaults()
+	s := session.New(session.NewID(), session.Info{RemoteAddr: "192.0.2.1:1", Header: h, RequestURI: "/rt/negotiate"}, &cfg, nil)
+	defer s.Terminate(session.CodeGoingAway, "test over")
+	want := http.Header(h).Clone()
+	h.Set("Cookie", "changed")
+	got := s.Header()
+	if !reflect.DeepEqual(http.Header(got), want) {
+		t.Fatalf("Header = %v, want %v", got, want)
+	}
+	got.Set("Cookie", "changed too")
+	got.Add("X-Two", "3")
+	if info := s.Info(); !reflect.DeepEqual(http.Header(info.Header), want) || info.RemoteAddr != "192.0.2.1:1" || info.RequestURI != "/rt/negotiate" {
+		t.Fatalf("Info = %+v, want the header %v", info, want)
+	}
+	s2 := session.New(session.NewID(), session.Info{}, &cfg, nil)
+	defer s2.Terminate(session.CodeGoingAway, "test over")
+	if s2.Header() != nil || s2.Info().Header != nil {
+		t.Fatal("a session opened with no header has one")
 	}
 }
 

@@ -216,10 +216,12 @@ var (
 //
 // An idle session is most of what a server holds, thousands at a time, so
 // it keeps no more than it must: no channel until someone waits (an idle
-// application's Recv waits on one).
+// application's Recv waits on one), the opening request's header packed in
+// a string.
 type Session struct {
 	id     string
-	info   Info
+	info   Info   // its Header is nil: see header
+	header string // Info.Header, packed (packHeader)
 	cfg    *Config
 	hooks  *Hooks
 	ctx    context.Context
@@ -255,15 +257,17 @@ type Session struct {
 func NewID() string { return uuid.NewString() }
 
 // New returns a Connecting session. cfg must have had Defaults applied; cfg
-// and hooks are shared, not copied. If no transport attaches within
+// and hooks are shared, not copied; info.Header is copied (the session
+// keeps it packed), so the caller may reuse it. If no transport attaches within
 // cfg.DisconnectTimeout, the session closes itself.
 func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 	s := &Session{
-		id:    id,
-		info:  info,
-		cfg:   cfg,
-		hooks: hooks,
-		log:   cfg.NewLog(cfg),
+		id:     id,
+		info:   Info{RemoteAddr: info.RemoteAddr, RequestURI: info.RequestURI, TopicOffsets: info.TopicOffsets},
+		header: packHeader(info.Header),
+		cfg:    cfg,
+		hooks:  hooks,
+		log:    cfg.NewLog(cfg),
 	}
 	if len(info.TopicOffsets) > 0 {
 		s.topicOffsets = make(map[string]uint64, len(info.TopicOffsets))
@@ -281,14 +285,22 @@ func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 // ID is the session's identifier.
 func (s *Session) ID() string { return s.id }
 
-// Info describes the request that opened the session.
-func (s *Session) Info() Info { return s.info }
+// Info describes the request that opened the session. Its Header is a new
+// copy at every call (see Header).
+func (s *Session) Info() Info {
+	i := s.info
+	i.Header = unpackHeader(s.header)
+	return i
+}
 
 // RemoteAddr is the opening request's remote address.
 func (s *Session) RemoteAddr() string { return s.info.RemoteAddr }
 
-// Header is the opening request's header.
-func (s *Session) Header() textproto.MIMEHeader { return s.info.Header }
+// Header is the opening request's header (nil if Info had none). The
+// session keeps it packed in one string, which takes much less memory than
+// a map: each call unpacks it into a new map, the caller's to keep or change.
+// Read it once (to authenticate, say), not for every message.
+func (s *Session) Header() textproto.MIMEHeader { return unpackHeader(s.header) }
 
 // Context is cancelled when the session starts closing, so work done for the
 // session can stop with it.
