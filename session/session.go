@@ -216,16 +216,17 @@ var (
 //
 // An idle session is most of what a server holds, thousands at a time, so
 // it keeps no more than it must: no channel until someone waits (an idle
-// application's Recv waits on one), the opening request's header packed in
-// a string.
+// application's Recv waits on one), the opening request packed in one
+// string, one closure per timer armed, a pointer to topic offsets that
+// most sessions have none of: 240 bytes.
 type Session struct {
-	id     string
-	info   Info   // its Header is nil: see header
-	header string // Info.Header, packed (packHeader)
-	cfg    *Config
-	hooks  *Hooks
-	ctx    context.Context
-	cancel context.CancelFunc
+	id      string
+	opening opening       // Info's RemoteAddr, RequestURI and Header, packed (packOpening)
+	topics  *topicOffsets // nil if Info.TopicOffsets was
+	cfg     *Config
+	hooks   *Hooks
+	ctx     context.Context
+	cancel  context.CancelFunc
 
 	mu            sync.Mutex
 	state         State
@@ -249,8 +250,12 @@ type Session struct {
 	// cleared) when an ack frees replay-queue room, Recv frees inbox room,
 	// a Receive ends its turn, or the session closes: the waiter looks again.
 	changed chan struct{}
+}
 
-	topicOffsets map[string]uint64 // Info.TopicOffsets not yet taken
+// topicOffsets are a session's Info.TopicOffsets.
+type topicOffsets struct {
+	given map[string]uint64 // as given
+	left  map[string]uint64 // not yet taken (ForgetTopicOffset)
 }
 
 // NewID returns a random, unguessable session ID (a UUID v4: 122 random bits).
@@ -262,22 +267,24 @@ func NewID() string { return uuid.NewString() }
 // cfg.DisconnectTimeout, the session closes itself.
 func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 	s := &Session{
-		id:     id,
-		info:   Info{RemoteAddr: info.RemoteAddr, RequestURI: info.RequestURI, TopicOffsets: info.TopicOffsets},
-		header: packHeader(info.Header),
-		cfg:    cfg,
-		hooks:  hooks,
-		log:    cfg.NewLog(cfg),
+		id:      id,
+		opening: opening(packOpening(info)),
+		cfg:     cfg,
+		hooks:   hooks,
+		log:     cfg.NewLog(cfg),
 	}
-	if len(info.TopicOffsets) > 0 {
-		s.topicOffsets = make(map[string]uint64, len(info.TopicOffsets))
-		for t, off := range info.TopicOffsets {
-			s.topicOffsets[t] = off
+	if info.TopicOffsets != nil {
+		s.topics = &topicOffsets{given: info.TopicOffsets}
+		if len(info.TopicOffsets) > 0 {
+			s.topics.left = make(map[string]uint64, len(info.TopicOffsets))
+			for t, off := range info.TopicOffsets {
+				s.topics.left[t] = off
+			}
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
-	s.armLocked(cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	s.armDisconnectLocked()
 	s.mu.Unlock()
 	return s
 }
@@ -288,19 +295,21 @@ func (s *Session) ID() string { return s.id }
 // Info describes the request that opened the session. Its Header is a new
 // copy at every call (see Header).
 func (s *Session) Info() Info {
-	i := s.info
-	i.Header = unpackHeader(s.header)
+	i := s.opening.info()
+	if s.topics != nil {
+		i.TopicOffsets = s.topics.given
+	}
 	return i
 }
 
 // RemoteAddr is the opening request's remote address.
-func (s *Session) RemoteAddr() string { return s.info.RemoteAddr }
+func (s *Session) RemoteAddr() string { return s.opening.remoteAddr() }
 
 // Header is the opening request's header (nil if Info had none). The
 // session keeps it packed in one string, which takes much less memory than
 // a map: each call unpacks it into a new map, the caller's to keep or change.
 // Read it once (to authenticate, say), not for every message.
-func (s *Session) Header() textproto.MIMEHeader { return unpackHeader(s.header) }
+func (s *Session) Header() textproto.MIMEHeader { return s.opening.info().Header }
 
 // Context is cancelled when the session starts closing, so work done for the
 // session can stop with it.
@@ -335,9 +344,12 @@ func (s *Session) Err() error {
 // session was made (Info.TopicOffsets), until ForgetTopicOffset: the hub
 // resumes the topic from there on the session's first subscription to it.
 func (s *Session) TopicOffset(topic string) (offset uint64, ok bool) {
+	if s.topics == nil {
+		return 0, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	offset, ok = s.topicOffsets[topic]
+	offset, ok = s.topics.left[topic]
 	return offset, ok
 }
 
@@ -345,9 +357,12 @@ func (s *Session) TopicOffset(topic string) (offset uint64, ok bool) {
 // a later subscription to the topic in this session starts from now, as the
 // client has had, in this session, what came before.
 func (s *Session) ForgetTopicOffset(topic string) {
+	if s.topics == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.topicOffsets, topic)
+	delete(s.topics.left, topic)
 }
 
 // Send queues a text message for the client. It returns once the message is
@@ -566,7 +581,7 @@ func (s *Session) closeLocked(ce *CloseError) {
 	ce.Reason = cleanReason(ce.Reason)
 	s.state = Closing
 	s.closeErr = ce
-	s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+	s.armDisconnectLocked()
 	s.cancel()
 	s.notifyReadyLocked()
 	s.broadcastLocked()
@@ -602,7 +617,7 @@ func (s *Session) Attach(t Transport) error {
 	s.transportName = t.Name()
 	s.heartbeatDue = false
 	if s.state < Closing {
-		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+		s.armHeartbeatLocked()
 	}
 	opened := s.state == Connecting
 	if opened {
@@ -628,7 +643,7 @@ func (s *Session) Detach(t Transport) {
 	}
 	s.transport = nil
 	if s.state < Closing {
-		s.armLocked(s.cfg.DisconnectTimeout, s.onDisconnectTimeout)
+		s.armDisconnectLocked()
 	}
 	s.mu.Unlock()
 }
@@ -662,7 +677,7 @@ func (s *Session) Pull(ctx context.Context, t Transport, after uint64, maxBytes 
 	}
 	if !b.Empty() && s.state < Closing {
 		s.heartbeatDue = false
-		s.armLocked(s.cfg.HeartbeatInterval, s.onHeartbeat)
+		s.armHeartbeatLocked()
 	}
 	flushed := b.Close != nil && !s.closeSent
 	if flushed {
@@ -821,11 +836,21 @@ func (s *Session) Queued() (count, bytes int) {
 	return s.log.Len()
 }
 
-// armLocked replaces the session's one timer.
-func (s *Session) armLocked(d time.Duration, f func(gen uint64)) {
+// armHeartbeatLocked replaces the session's one timer with the heartbeat's.
+// (A closure per kind of timer, taking the session and the generation:
+// one small allocation per arming, not a closure and a method value.)
+func (s *Session) armHeartbeatLocked() {
 	s.stopTimerLocked()
 	gen := s.timerGen
-	s.timer = s.cfg.Clock.AfterFunc(d, func() { f(gen) })
+	s.timer = s.cfg.Clock.AfterFunc(s.cfg.HeartbeatInterval, func() { s.onHeartbeat(gen) })
+}
+
+// armDisconnectLocked replaces the session's one timer with the disconnect
+// timeout's.
+func (s *Session) armDisconnectLocked() {
+	s.stopTimerLocked()
+	gen := s.timerGen
+	s.timer = s.cfg.Clock.AfterFunc(s.cfg.DisconnectTimeout, func() { s.onDisconnectTimeout(gen) })
 }
 
 func (s *Session) stopTimerLocked() {
