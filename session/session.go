@@ -217,22 +217,27 @@ var (
 // An idle session is most of what a server holds, thousands at a time, so
 // it keeps no more than it must: no channel until someone waits (an idle
 // application's Recv waits on one), the opening request packed in one
-// string, one closure per timer armed, a pointer to topic offsets that
-// most sessions have none of: 240 bytes.
+// string, its Context the session itself, one closure per timer armed, a
+// pointer to topic offsets that most sessions have none of: 240 bytes.
 type Session struct {
 	id      string
 	opening opening       // Info's RemoteAddr, RequestURI and Header, packed (packOpening)
 	topics  *topicOffsets // nil if Info.TopicOffsets was
 	cfg     *Config
 	hooks   *Hooks
-	ctx     context.Context
-	cancel  context.CancelFunc
+
+	// The session's Context (see sessionContext), under ctxMu, which is
+	// never held while taking mu: a Log may look at its context with mu held.
+	ctxMu  sync.Mutex
+	done   chan struct{}        // made by the first Done
+	afters map[*func()]struct{} // AfterFunc's, run at the cancel
 
 	mu            sync.Mutex
 	state         State
 	heartbeatDue  bool
 	closeSent     bool // the close frame was handed to a transport
 	receiving     bool // a Receive has its turn: de-duplication must hold across its waits
+	cancelled     bool // the Context is; under ctxMu
 	log           Log
 	transport     Transport // attached now, or nil
 	transportName string    // the one attached now or last
@@ -282,7 +287,6 @@ func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 			}
 		}
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.armDisconnectLocked()
 	s.mu.Unlock()
@@ -311,9 +315,11 @@ func (s *Session) RemoteAddr() string { return s.opening.remoteAddr() }
 // Read it once (to authenticate, say), not for every message.
 func (s *Session) Header() textproto.MIMEHeader { return s.opening.info().Header }
 
-// Context is cancelled when the session starts closing, so work done for the
-// session can stop with it.
-func (s *Session) Context() context.Context { return s.ctx }
+// Context is cancelled (with context.Canceled) when the session starts
+// closing, so work done for the session can stop with it. It is the session
+// itself seen as a context: it costs nothing to make, and contexts derived
+// from it hold no goroutine.
+func (s *Session) Context() context.Context { return (*sessionContext)(s) }
 
 // State is the session's current state.
 func (s *Session) State() State {
@@ -473,7 +479,7 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 	// With the session's own context (the usual call), the close signals
 	// ready too, so Recv waits on that one channel: a goroutine parked on
 	// one channel holds one waiter record, not one per select case.
-	own := ctx == s.ctx
+	own := ctx == s.Context()
 	for {
 		m, err, ok, ready := s.take()
 		if ok {
@@ -582,7 +588,7 @@ func (s *Session) closeLocked(ce *CloseError) {
 	s.state = Closing
 	s.closeErr = ce
 	s.armDisconnectLocked()
-	s.cancel()
+	s.cancelContext()
 	s.notifyReadyLocked()
 	s.broadcastLocked()
 }
@@ -595,7 +601,7 @@ func (s *Session) finishLocked() {
 	s.log.Free()
 	// The inbox stays: its messages were acknowledged to the client, so Recv
 	// still returns them. It is bounded and goes with the Session.
-	s.cancel()
+	s.cancelContext()
 }
 
 // ClientClose records that the client closed the session.
