@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sort"
 	"sync"
 	"unicode/utf8"
@@ -25,23 +24,26 @@ type Hub struct {
 
 	mu     sync.Mutex
 	topics map[string]*hubTopic
-	// joined lists each session's topics here. A slice, not a set: most
-	// sessions follow a few topics, and an idle session's share of a map
-	// (~300 B) was a good part of its memory.
-	joined map[*session.Session][]string
+	// joined is each session's first membership here; the rest follow it
+	// (member.next). Most sessions follow a topic or a few, and an idle
+	// session's share of the hub is a good part of its memory: a list
+	// threaded through the members costs no more than its head.
+	joined map[*session.Session]*member
 }
 
 type hubTopic struct {
 	members map[*session.Session]*member
-	cancel  func()
+	// catching holds, for each member catching up from history, the live
+	// entries that came meanwhile (nil while none is).
+	catching map[*session.Session]*[]Entry
+	cancel   func()
 }
 
-// member is one session's place in a topic: the last offset it was given,
-// and while it catches up from history, the live entries held back.
+// member is one session's place in a topic.
 type member struct {
-	last     uint64
-	catching bool
-	held     []Entry
+	last  uint64  // the offset of the last message it was given
+	topic string  // its topic, for the session's list of its topics
+	next  *member // the session's next membership (Hub.joined)
 }
 
 // PresenceEvent says a session joined or left a topic on this node.
@@ -58,7 +60,7 @@ var (
 )
 
 func newHub(b Broker, onPresence func(PresenceEvent), noResume bool) *Hub {
-	return &Hub{broker: b, onPresence: onPresence, noResume: noResume, topics: map[string]*hubTopic{}, joined: map[*session.Session][]string{}}
+	return &Hub{broker: b, onPresence: onPresence, noResume: noResume, topics: map[string]*hubTopic{}, joined: map[*session.Session]*member{}}
 }
 
 func checkTopic(t string) error {
@@ -114,8 +116,14 @@ func (h *Hub) subscribeFrom(ctx context.Context, s *session.Session, topic strin
 	hist, herr := h.broker.History(ctx, topic, offset, 0)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if t := h.topics[topic]; t == nil || t.members[s] != m {
+	t := h.topics[topic]
+	if t == nil || t.members[s] != m {
 		return nil // it left (or was closed) while the history was read
+	}
+	var held []Entry
+	if p := t.catching[s]; p != nil {
+		held = *p
+		delete(t.catching, s)
 	}
 	if herr != nil {
 		// Nothing can say what the client missed: tell it, and go on live.
@@ -126,14 +134,13 @@ func (h *Hub) subscribeFrom(ctx context.Context, s *session.Session, topic strin
 			h.give(topic, s, m, sharedOf(e))
 		}
 	}
-	for _, e := range m.held {
+	for _, e := range held {
 		if e.Gap {
 			h.notifyGap(s, topic, sharedOf(e))
 		} else {
 			h.give(topic, s, m, sharedOf(e))
 		}
 	}
-	m.held, m.catching = nil, false
 	if herr != nil {
 		return fmt.Errorf("hub: catching up %q: %w", topic, herr)
 	}
@@ -180,12 +187,16 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 	m := t.members[s]
 	isNew := m == nil
 	if isNew {
-		m = &member{catching: catching}
+		m = &member{topic: topic, next: h.joined[s]}
 		if catching {
 			m.last = from
+			if t.catching == nil {
+				t.catching = map[*session.Session]*[]Entry{}
+			}
+			t.catching[s] = new([]Entry)
 		}
 		t.members[s] = m
-		h.joined[s] = append(h.joined[s], topic)
+		h.joined[s] = m
 	}
 	h.mu.Unlock()
 	if isNew && h.onPresence != nil {
@@ -219,9 +230,13 @@ func (h *Hub) deliverTo(t *hubTopic, e Entry) {
 	// format, by whichever member's transport needs each first.
 	sh := sharedOf(e)
 	for s, m := range t.members {
+		var held *[]Entry
+		if len(t.catching) > 0 {
+			held = t.catching[s]
+		}
 		switch {
-		case m.catching: // in order after its history, gaps too
-			m.held = append(m.held, e)
+		case held != nil: // in order after its history, gaps too
+			*held = append(*held, e)
 		case e.Gap:
 			// Messages this member should have had are lost: its client
 			// must resynchronise the topic, and is told so, never left short.
@@ -278,15 +293,21 @@ func (h *Hub) leaveLocked(s *session.Session, topic string) bool {
 	if t == nil || t.members[s] == nil {
 		return false
 	}
+	m := t.members[s]
 	delete(t.members, s)
-	topics := h.joined[s]
-	if i := slices.Index(topics, topic); i >= 0 {
-		topics[i] = topics[len(topics)-1]
-		topics = topics[:len(topics)-1]
-	}
-	h.joined[s] = topics
-	if len(topics) == 0 {
+	delete(t.catching, s)
+	switch head := h.joined[s]; {
+	case head == m && m.next == nil:
 		delete(h.joined, s)
+	case head == m:
+		h.joined[s] = m.next
+	default:
+		for p := head; p != nil; p = p.next {
+			if p.next == m {
+				p.next = m.next
+				break
+			}
+		}
 	}
 	if len(t.members) == 0 {
 		delete(h.topics, topic)
@@ -302,8 +323,7 @@ func (h *Hub) leaveLocked(s *session.Session, topic string) bool {
 // drop removes a closing session from every topic.
 func (h *Hub) drop(s *session.Session) {
 	h.mu.Lock()
-	var topics []string
-	topics = append(topics, h.joined[s]...)
+	topics := h.topicsLocked(s)
 	for _, topic := range topics {
 		h.leaveLocked(s, topic)
 	}
@@ -353,7 +373,16 @@ func (h *Hub) Members(topic string) []*session.Session {
 func (h *Hub) Topics(s *session.Session) []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := slices.Clone(h.joined[s])
+	out := h.topicsLocked(s)
 	sort.Strings(out)
+	return out
+}
+
+// topicsLocked lists the topics s is subscribed to, in no order.
+func (h *Hub) topicsLocked(s *session.Session) []string {
+	var out []string
+	for m := h.joined[s]; m != nil; m = m.next {
+		out = append(out, m.topic)
+	}
 	return out
 }

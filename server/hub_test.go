@@ -415,3 +415,36 @@ func FuzzParseTopicOffsets(f *testing.F) {
 		}
 	})
 }
+
+// A session's topics are a list threaded through its memberships: leaving
+// one from its head, middle or end leaves the others, and the hub forgets a
+// session that follows nothing.
+func TestHubTopicsOfASession(t *testing.T) {
+	ts, _, sessions := hubFixture(t, 2, Options{})
+	hub := ts.Hub()
+	s, other := sessions[0], sessions[1]
+	for _, topic := range []string{"a", "b", "c", "d", "e"} {
+		if err := hub.Subscribe(testCtx(t), s, topic); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hub.Subscribe(testCtx(t), other, "c")
+	for _, step := range []struct{ leave, want string }{
+		{"c", "a,b,d,e"}, {"e", "a,b,d"}, {"a", "b,d"}, {"x", "b,d"}, {"b", "d"},
+	} {
+		hub.Unsubscribe(s, step.leave)
+		if got := strings.Join(hub.Topics(s), ","); got != step.want {
+			t.Fatalf("after leaving %s: Topics = %q, want %q", step.leave, got, step.want)
+		}
+	}
+	if got := strings.Join(hub.Topics(other), ","); got != "c" {
+		t.Fatalf("the other session's topics: %q", got)
+	}
+	hub.Unsubscribe(s, "d")
+	other.Terminate(session.CodeNormal, "done")
+	hub.mu.Lock()
+	defer hub.mu.Unlock()
+	if len(hub.joined) != 0 || len(hub.topics) != 0 {
+		t.Fatalf("the hub keeps %d sessions and %d topics with no member", len(hub.joined), len(hub.topics))
+	}
+}

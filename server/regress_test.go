@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -192,4 +194,63 @@ func TestStressRandomlyAbandonedPolls(t *testing.T) {
 		}(w)
 	}
 	wg.Wait()
+}
+
+// The application reads the negotiation's header and address in its
+// session (the session keeps the header packed; each read is a copy).
+func TestSessionKeepsTheNegotiationHeader(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{})
+	c, err := testclient.Negotiate(testCtx(t), ts.http.Client(), ts.base, http.Header{"X-App": {"one", "two"}, "Cookie": {"k=v"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	polled := pollAsync(t, c)
+	s := rc.session(t)
+	defer func() { s.Close(session.CodeNormal, ""); <-polled }()
+	h := s.Header()
+	if got := h.Values("X-App"); len(got) != 2 || got[0] != "one" || got[1] != "two" || h.Get("Cookie") != "k=v" {
+		t.Fatalf("Header = %v", h)
+	}
+	h.Set("Cookie", "changed")
+	info := s.Info()
+	if info.Header.Get("Cookie") != "k=v" || info.RequestURI != "/rt/negotiate" || info.RemoteAddr == "" {
+		t.Fatalf("Info = %+v", info)
+	}
+}
+
+// A request bearing the very token minted for its session passes on the
+// entry's sum of it, with no signature check (nothing allocated); one
+// token byte off goes to the full check and is refused; a raw WebSocket's
+// session, which has no token, matches none.
+func TestAuthorizeByTokenSum(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	c := ts.negotiate(t)
+	req := func(id, tok string) *http.Request {
+		return httptest.NewRequest(http.MethodGet, "/rt/s/"+id+"/poll?ack=0&t="+url.QueryEscape(tok), nil)
+	}
+	gone := func(w http.ResponseWriter, _ *http.Request, _ session.Code, _ string) { w.WriteHeader(http.StatusGone) }
+	r := req(c.SessionID, c.Token)
+	if n := testing.AllocsPerRun(100, func() {
+		if ts.authorize(nil, r, c.SessionID, gone) == nil {
+			t.Fatal("the minted token refused")
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations: not the fast path", n)
+	}
+	last := c.Token[len(c.Token)-5]
+	last = map[bool]byte{true: 'A', false: 'B'}[last != 'A']
+	w := httptest.NewRecorder()
+	if ts.authorize(w, req(c.SessionID, c.Token[:len(c.Token)-5]+string(last)+c.Token[len(c.Token)-4:]), c.SessionID, gone) != nil || w.Code != http.StatusForbidden {
+		t.Fatalf("a token one byte off: %d", w.Code)
+	}
+	raw, err := ts.create(httptest.NewRequest(http.MethodGet, "/rt/websocket", nil), session.NewID(), "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Terminate(session.CodeGoingAway, "test over")
+	w = httptest.NewRecorder()
+	if ts.authorize(w, req(raw.ID(), ""), raw.ID(), gone) != nil || w.Code != http.StatusUnauthorized {
+		t.Fatalf("a raw session's request with an empty token: %d", w.Code)
+	}
 }

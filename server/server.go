@@ -9,6 +9,8 @@ package server
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -121,12 +123,35 @@ type Server struct {
 	stats    counters
 }
 
-// entry is a live session and the token minted for it at negotiation: a
-// request that bears exactly that token needs no signature check, which
-// would otherwise be an HMAC and two base64 decodings on every poll and send.
+// entry is a live session and the sum of the token minted for it at
+// negotiation: a request that bears exactly that token needs no signature
+// check, which would otherwise be an HMAC and two base64 decodings on every
+// poll and send.
 type entry struct {
-	sess  *session.Session
-	token string // "" for a raw WebSocket's session, which has none
+	sess *session.Session
+	sum  tokenSum // zero for a raw WebSocket's session, which has no token
+}
+
+// tokenSum is the first half of a token's SHA-256: what a session's entry
+// keeps of it, rather than the ~150-byte token. A token with the same sum is
+// that token (finding another would be a second preimage of 128 bits).
+type tokenSum [16]byte
+
+func sumToken(tok []byte) (sum tokenSum) {
+	h := sha256.Sum256(tok)
+	copy(sum[:], h[:])
+	return sum
+}
+
+// bears reports whether r's token (t=) has this sum, without allocating.
+func (sum tokenSum) bears(r *http.Request) bool {
+	var buf [512]byte // a token is ~150 bytes, ~250 encrypted (BlockKey)
+	tok, ok := httpx.QueryAppend(buf[:0], r.URL.RawQuery, "t")
+	if !ok || sum == (tokenSum{}) {
+		return false
+	}
+	got := sumToken(tok)
+	return subtle.ConstantTimeCompare(got[:], sum[:]) == 1
 }
 
 // New returns a Server calling h for every session.
@@ -361,7 +386,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, id string, go
 	s.mu.RLock()
 	e, ok := s.sessions[id]
 	s.mu.RUnlock()
-	if ok && e.token != "" && httpx.QueryIs(r.URL.RawQuery, "t", e.token) {
+	if ok && e.sum.bears(r) {
 		return e.sess // the very token we signed for this session
 	}
 	raw, _ := httpx.Query(r.URL.RawQuery, "t")
@@ -524,7 +549,7 @@ var (
 func (s *Server) create(r *http.Request, id, token string, offsets map[string]uint64) (*session.Session, error) {
 	info := session.Info{
 		RemoteAddr:   r.RemoteAddr,
-		Header:       textproto.MIMEHeader(r.Header.Clone()),
+		Header:       textproto.MIMEHeader(r.Header), // session.New keeps a copy of its own
 		RequestURI:   r.RequestURI,
 		TopicOffsets: offsets,
 	}
@@ -537,7 +562,11 @@ func (s *Server) create(r *http.Request, id, token string, offsets map[string]ui
 		return nil, errFull
 	}
 	sess := session.New(id, info, &s.cfg, &s.hooks)
-	s.sessions[id] = entry{sess: sess, token: token}
+	e := entry{sess: sess}
+	if token != "" {
+		e.sum = sumToken([]byte(token))
+	}
+	s.sessions[id] = e
 	s.stats.created.Add(1)
 	return sess, nil
 }

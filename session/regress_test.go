@@ -3,7 +3,11 @@ package session_test
 import (
 	"context"
 	"errors"
+	"net/http"
+	"net/textproto"
+	"reflect"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -120,4 +124,123 @@ func TestTerminateKeepsTheCloseCode(t *testing.T) {
 	if code := <-tr.kicked; code != 4321 {
 		t.Fatalf("kicked with %d, want 4321", code)
 	}
+}
+
+// The opening request's header is the session's own copy: neither the
+// caller's map nor one Header returned is the session's.
+func TestHeaderIsACopy(t *testing.T) {
+	h := textproto.MIMEHeader{"Cookie": {"a=1"}, "X-Two": {"1", "2"}}
+	cfg := session.Config{}.Defaults()
+	s := session.New(session.NewID(), session.Info{RemoteAddr: "192.0.2.1:1", Header: h, RequestURI: "/rt/negotiate"}, &cfg, nil)
+	defer s.Terminate(session.CodeGoingAway, "test over")
+	want := http.Header(h).Clone()
+	h.Set("Cookie", "changed")
+	got := s.Header()
+	if !reflect.DeepEqual(http.Header(got), want) {
+		t.Fatalf("Header = %v, want %v", got, want)
+	}
+	got.Set("Cookie", "changed too")
+	got.Add("X-Two", "3")
+	if info := s.Info(); !reflect.DeepEqual(http.Header(info.Header), want) || info.RemoteAddr != "192.0.2.1:1" || info.RequestURI != "/rt/negotiate" {
+		t.Fatalf("Info = %+v, want the header %v", info, want)
+	}
+	s2 := session.New(session.NewID(), session.Info{}, &cfg, nil)
+	defer s2.Terminate(session.CodeGoingAway, "test over")
+	if s2.Header() != nil || s2.Info().Header != nil {
+		t.Fatal("a session opened with no header has one")
+	}
+}
+
+// parked waits (without sleeping) until n goroutines wait in a call of the
+// session whose name contains fn.
+func parked(t *testing.T, n int, fn string) {
+	t.Helper()
+	buf := make([]byte, 1<<20)
+	for tries := 0; ; tries++ {
+		got := 0
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			head, _, _ := strings.Cut(g, "\n")
+			if strings.Contains(g, "session.(*Session)."+fn+"(") &&
+				(strings.Contains(head, "[chan receive") || strings.Contains(head, "[select")) {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if tries > 1e6 {
+			t.Fatalf("%d of %d goroutines wait in %s", got, n, fn)
+		}
+		runtime.Gosched()
+	}
+}
+
+// waitErr returns the next error from errs, failing the test if none comes
+// within 10 s (a waiter the close did not wake).
+func waitErr(t *testing.T, errs <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-errs:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("a waiter still waits 10 s after the close")
+		return nil
+	}
+}
+
+// The close wakes every Recv, Send and Receive that waits, whatever
+// context it was given.
+func TestCloseWakesEveryWaiter(t *testing.T) {
+	t.Run("Recv and Send", func(t *testing.T) {
+		f := newFixture(t, session.Config{MaxQueueMessages: 1, Overflow: session.OverflowWait})
+		s := f.s
+		derived, cancel := context.WithCancel(s.Context())
+		defer cancel()
+		errs := make(chan error, 6)
+		for _, c := range []context.Context{s.Context(), s.Context(), s.Context(), derived, ctx} {
+			go func() {
+				_, err := s.Recv(c)
+				errs <- err
+			}()
+		}
+		if err := s.Send(ctx, "fills the queue"); err != nil {
+			t.Fatal(err)
+		}
+		go func() { errs <- s.Send(ctx, "waits for room") }()
+		parked(t, 5, "Recv")
+		parked(t, 1, "Send")
+		s.Close(4000, "bye")
+		for i := 0; i < 6; i++ {
+			if err := waitErr(t, errs); !errors.Is(err, session.ErrClosed) {
+				t.Fatalf("a waiter returned %v, not the close", err)
+			}
+		}
+	})
+	t.Run("Receive", func(t *testing.T) {
+		f := newFixture(t, session.Config{MaxInbound: 1})
+		s := f.s
+		if _, err := s.Receive(ctx, []session.Message{{Seq: 1, Data: "a"}}); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, 2)
+		go func() { // waits for inbox room, with the turn
+			_, err := s.Receive(ctx, []session.Message{{Seq: 2, Data: "b"}})
+			errs <- err
+		}()
+		parked(t, 1, "Receive")
+		go func() { // waits for the turn
+			_, err := s.Receive(ctx, []session.Message{{Seq: 2, Data: "b"}})
+			errs <- err
+		}()
+		parked(t, 2, "Receive")
+		s.Close(4000, "bye")
+		for i := 0; i < 2; i++ {
+			if err := waitErr(t, errs); !errors.Is(err, session.ErrClosed) {
+				t.Fatalf("a Receive returned %v, not the close", err)
+			}
+		}
+		if m, err := s.Recv(ctx); m != "a" || err != nil {
+			t.Fatalf("Recv = %q %v", m, err)
+		}
+	})
 }

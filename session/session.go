@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net/textproto"
 	"sync"
 	"time"
@@ -214,63 +213,81 @@ var (
 
 // Session is one client's conversation with the application, kept across
 // transports and reconnects. Its methods are safe for concurrent use.
+//
+// An idle session is most of what a server holds, thousands at a time, so
+// it keeps no more than it must: no channel until someone waits (an idle
+// application's Recv waits on one), the opening request packed in one
+// string, its Context the session itself, one closure per timer armed, a
+// pointer to topic offsets that most sessions have none of: 240 bytes.
 type Session struct {
-	id     string
-	info   Info
-	cfg    *Config
-	hooks  *Hooks
-	ctx    context.Context
-	cancel context.CancelFunc
+	id      string
+	opening opening       // Info's RemoteAddr, RequestURI and Header, packed (packOpening)
+	topics  *topicOffsets // nil if Info.TopicOffsets was
+	cfg     *Config
+	hooks   *Hooks
+
+	// The session's Context (see sessionContext), under ctxMu, which is
+	// never held while taking mu: a Log may look at its context with mu held.
+	ctxMu  sync.Mutex
+	done   chan struct{}        // made by the first Done
+	afters map[*func()]struct{} // AfterFunc's, run at the cancel
 
 	mu            sync.Mutex
 	state         State
+	heartbeatDue  bool
+	closeSent     bool      // the close frame was handed to a transport
+	receiving     bool      // a Receive has its turn: de-duplication must hold across its waits
+	cancelled     bool      // the Context is; under ctxMu
+	timerKind     timerKind // what the timer is armed for; timerNone once fired or stopped
 	log           Log
 	transport     Transport // attached now, or nil
 	transportName string    // the one attached now or last
 	timer         Timer     // heartbeat while attached, disconnect while not; reset, not replaced, where it can be
-	timerDue      int64     // when the timer's current arming is due (clockNanos)
-	timerKind     timerKind // what it is armed for; timerNone once fired or stopped
-	heartbeatDue  bool
-	lastSent      int64 // clockNanos of the last Pull that gave messages: the heartbeat counts from it
+	timerDue      int64     // when what the timer is armed for is due (clockNanos); a heartbeat's moves with each message
 	closeErr      *CloseError
-	closeSent     bool          // the close frame was handed to a transport
-	acked         uint64        // highest acknowledgement from the client
-	room          chan struct{} // closed when an ack frees replay-queue room
+	acked         uint64 // highest acknowledgement from the client
 
-	inSeq       uint64   // last inbound sequence number accepted
-	inbox       []string // accepted, not yet taken by Recv
-	inboxReady  chan struct{}
-	inboxRoom   chan struct{}
-	receiveTurn chan struct{} // a lock that Receive can give up waiting for: de-duplication must hold across its waits
+	inSeq uint64   // last inbound sequence number accepted
+	inbox []string // accepted, not yet taken by Recv
+	// ready (capacity 1, made by the first Recv that waits) is signalled
+	// when a message comes into the inbox, and at the close.
+	ready chan struct{}
+	// changed, made by whoever waits for one of these, is closed (and
+	// cleared) when an ack frees replay-queue room, Recv frees inbox room,
+	// a Receive ends its turn, or the session closes: the waiter looks again.
+	changed chan struct{}
+}
 
-	topicOffsets map[string]uint64 // Info.TopicOffsets not yet taken
+// topicOffsets are a session's Info.TopicOffsets.
+type topicOffsets struct {
+	given map[string]uint64 // as given
+	left  map[string]uint64 // not yet taken (ForgetTopicOffset)
 }
 
 // NewID returns a random, unguessable session ID (a UUID v4: 122 random bits).
 func NewID() string { return uuid.NewString() }
 
 // New returns a Connecting session. cfg must have had Defaults applied; cfg
-// and hooks are shared, not copied. If no transport attaches within
+// and hooks are shared, not copied; info.Header is copied (the session
+// keeps it packed), so the caller may reuse it. If no transport attaches within
 // cfg.DisconnectTimeout, the session closes itself.
 func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 	s := &Session{
-		id:          id,
-		info:        info,
-		cfg:         cfg,
-		hooks:       hooks,
-		log:         cfg.NewLog(cfg),
-		inboxReady:  make(chan struct{}, 1),
-		inboxRoom:   make(chan struct{}, 1),
-		receiveTurn: make(chan struct{}, 1),
-		lastSent:    math.MinInt64 / 2, // never
+		id:      id,
+		opening: opening(packOpening(info)),
+		cfg:     cfg,
+		hooks:   hooks,
+		log:     cfg.NewLog(cfg),
 	}
-	if len(info.TopicOffsets) > 0 {
-		s.topicOffsets = make(map[string]uint64, len(info.TopicOffsets))
-		for t, off := range info.TopicOffsets {
-			s.topicOffsets[t] = off
+	if info.TopicOffsets != nil {
+		s.topics = &topicOffsets{given: info.TopicOffsets}
+		if len(info.TopicOffsets) > 0 {
+			s.topics.left = make(map[string]uint64, len(info.TopicOffsets))
+			for t, off := range info.TopicOffsets {
+				s.topics.left[t] = off
+			}
 		}
 	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.armLocked(cfg.DisconnectTimeout, timerDisconnect)
 	s.mu.Unlock()
@@ -280,18 +297,30 @@ func New(id string, info Info, cfg *Config, hooks *Hooks) *Session {
 // ID is the session's identifier.
 func (s *Session) ID() string { return s.id }
 
-// Info describes the request that opened the session.
-func (s *Session) Info() Info { return s.info }
+// Info describes the request that opened the session. Its Header is a new
+// copy at every call (see Header).
+func (s *Session) Info() Info {
+	i := s.opening.info()
+	if s.topics != nil {
+		i.TopicOffsets = s.topics.given
+	}
+	return i
+}
 
 // RemoteAddr is the opening request's remote address.
-func (s *Session) RemoteAddr() string { return s.info.RemoteAddr }
+func (s *Session) RemoteAddr() string { return s.opening.remoteAddr() }
 
-// Header is the opening request's header.
-func (s *Session) Header() textproto.MIMEHeader { return s.info.Header }
+// Header is the opening request's header (nil if Info had none). The
+// session keeps it packed in one string, which takes much less memory than
+// a map: each call unpacks it into a new map, the caller's to keep or change.
+// Read it once (to authenticate, say), not for every message.
+func (s *Session) Header() textproto.MIMEHeader { return s.opening.info().Header }
 
-// Context is cancelled when the session starts closing, so work done for the
-// session can stop with it.
-func (s *Session) Context() context.Context { return s.ctx }
+// Context is cancelled (with context.Canceled) when the session starts
+// closing, so work done for the session can stop with it. It is the session
+// itself seen as a context: it costs nothing to make, and contexts derived
+// from it hold no goroutine.
+func (s *Session) Context() context.Context { return (*sessionContext)(s) }
 
 // State is the session's current state.
 func (s *Session) State() State {
@@ -322,9 +351,12 @@ func (s *Session) Err() error {
 // session was made (Info.TopicOffsets), until ForgetTopicOffset: the hub
 // resumes the topic from there on the session's first subscription to it.
 func (s *Session) TopicOffset(topic string) (offset uint64, ok bool) {
+	if s.topics == nil {
+		return 0, false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	offset, ok = s.topicOffsets[topic]
+	offset, ok = s.topics.left[topic]
 	return offset, ok
 }
 
@@ -332,9 +364,12 @@ func (s *Session) TopicOffset(topic string) (offset uint64, ok bool) {
 // a later subscription to the topic in this session starts from now, as the
 // client has had, in this session, what came before.
 func (s *Session) ForgetTopicOffset(topic string) {
+	if s.topics == nil {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.topicOffsets, topic)
+	delete(s.topics.left, topic)
 }
 
 // Send queues a text message for the client. It returns once the message is
@@ -375,16 +410,12 @@ func (s *Session) Send(ctx context.Context, data string) error {
 			}
 			return fmt.Errorf("session %s: send: %w", s.id, err)
 		}
-		if s.room == nil {
-			s.room = make(chan struct{})
-		}
-		room := s.room
+		room := s.changedLocked()
 		s.mu.Unlock()
 		select {
-		case <-room:
+		case <-room: // an ack, the close, or else: look again
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-s.ctx.Done():
 		}
 	}
 }
@@ -446,18 +477,26 @@ func (s *Session) checkOutbound(data string) error {
 // ctx ends, or the session closes. Messages received before a close are
 // returned before the close's *CloseError.
 func (s *Session) Recv(ctx context.Context) (string, error) {
+	// With the session's own context (the usual call), the close signals
+	// ready too, so Recv waits on that one channel: a goroutine parked on
+	// one channel holds one waiter record, not one per select case.
+	own := ctx == s.Context()
 	for {
-		if m, err, ok := s.take(); ok {
+		m, err, ok, ready := s.take()
+		if ok {
 			return m, err
 		}
+		if own {
+			<-ready
+			continue
+		}
 		select {
-		case <-s.inboxReady:
-		case <-s.ctx.Done():
+		case <-ready:
 		case <-ctx.Done():
-			// ctx is often s.Context(), cancelled at the very moment a client's
-			// last message and its close arrive together: look once more, under
-			// the lock, before giving up.
-			if m, err, ok := s.take(); ok {
+			// ctx may be derived from s.Context(), cancelled at the very
+			// moment a client's last message and its close arrive together:
+			// look once more, under the lock, before giving up.
+			if m, err, ok, _ := s.take(); ok {
 				return m, err
 			}
 			return "", ctx.Err()
@@ -466,31 +505,31 @@ func (s *Session) Recv(ctx context.Context) (string, error) {
 }
 
 // take returns the next inbound message, or the close error once the inbox
-// is empty and the session closing; ok is false if Recv must wait.
-func (s *Session) take() (msg string, err error, ok bool) {
+// is empty and the session closing; ok is false if Recv must wait, and
+// then ready is the channel to wait on.
+func (s *Session) take() (msg string, err error, ok bool, ready <-chan struct{}) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if len(s.inbox) > 0 {
 		m := s.inbox[0]
 		s.inbox[0] = ""
 		s.inbox = s.inbox[1:]
-		more := len(s.inbox) > 0
-		if !more {
+		if len(s.inbox) > 0 {
+			s.notifyReadyLocked() // another Recv may be waiting
+		} else {
 			s.inbox = nil
 		}
-		s.mu.Unlock()
-		notify(s.inboxRoom)
-		if more {
-			notify(s.inboxReady) // another Recv may be waiting
-		}
-		return m, nil, true
+		s.broadcastLocked() // room for a Receive that waits for it
+		return m, nil, true, nil
 	}
 	if s.state >= Closing {
-		err := s.closeErr
-		s.mu.Unlock()
-		return "", err, true
+		s.notifyReadyLocked() // another Recv may be waiting, for the close too
+		return "", s.closeErr, true, nil
 	}
-	s.mu.Unlock()
-	return "", nil, false
+	if s.ready == nil {
+		s.ready = make(chan struct{}, 1)
+	}
+	return "", nil, false, s.ready
 }
 
 // Close starts closing the session: queued messages and then a close frame
@@ -550,7 +589,9 @@ func (s *Session) closeLocked(ce *CloseError) {
 	s.state = Closing
 	s.closeErr = ce
 	s.armLocked(s.cfg.DisconnectTimeout, timerDisconnect)
-	s.cancel()
+	s.cancelContext()
+	s.notifyReadyLocked()
+	s.broadcastLocked()
 }
 
 // finishLocked moves the session to Closed and frees what it holds.
@@ -561,7 +602,7 @@ func (s *Session) finishLocked() {
 	s.log.Free()
 	// The inbox stays: its messages were acknowledged to the client, so Recv
 	// still returns them. It is bounded and goes with the Session.
-	s.cancel()
+	s.cancelContext()
 }
 
 // ClientClose records that the client closed the session.
@@ -642,11 +683,12 @@ func (s *Session) Pull(ctx context.Context, t Transport, after uint64, maxBytes 
 		b.Heartbeat = true
 	}
 	if !b.Empty() && s.state < Closing {
-		// The heartbeat timer is not re-armed per message (a timer and a
-		// closure each time): when it fires, it waits again from here.
+		// The heartbeat is due an interval after this. The timer is not
+		// re-armed per message: when it fires early, it waits the rest.
 		s.heartbeatDue = false
-		s.lastSent = s.clockNanos()
-		if s.timerKind == timerNone { // it fired for the heartbeat just given
+		if s.timerKind == timerHeartbeat {
+			s.timerDue = s.clockNanos() + int64(s.cfg.HeartbeatInterval)
+		} else { // it fired for the heartbeat just given
 			s.armLocked(s.cfg.HeartbeatInterval, timerHeartbeat)
 		}
 	}
@@ -683,10 +725,7 @@ func (s *Session) Ack(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("session %s: ack: %w", s.id, err)
 	}
 	s.acked = max(s.acked, seq)
-	if s.room != nil {
-		close(s.room)
-		s.room = nil
-	}
+	s.broadcastLocked() // room for a Send that waits for it
 	return nil
 }
 
@@ -719,13 +758,19 @@ func (s *Session) Resume(after uint64) (uint64, error) {
 // inbox is full it waits for Recv to make room, until ctx ends; what was
 // accepted before then stays accepted.
 func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
-	select {
-	case s.receiveTurn <- struct{}{}:
-		defer func() { <-s.receiveTurn }()
-	case <-ctx.Done():
-		return s.Received(), ctx.Err()
-	}
 	s.mu.Lock()
+	for s.receiving {
+		turn := s.changedLocked()
+		s.mu.Unlock()
+		select {
+		case <-turn:
+		case <-ctx.Done():
+			return s.Received(), ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	s.receiving = true
+	defer s.endTurn()
 	// A client that sends has connected, even before its first poll: open
 	// the session so the application starts reading.
 	opened := s.state == Connecting && len(msgs) > 0
@@ -756,10 +801,10 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 			s.mu.Unlock()
 			return acked, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Data), s.cfg.MaxMessageBytes)
 		case len(s.inbox) >= s.cfg.MaxInbound:
+			room := s.changedLocked()
 			s.mu.Unlock()
 			select {
-			case <-s.inboxRoom:
-			case <-s.ctx.Done():
+			case <-room: // a Recv, the close, or else: look again
 			case <-ctx.Done():
 				return acked, ctx.Err()
 			}
@@ -767,8 +812,8 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		}
 		s.inbox = append(s.inbox, m.Data)
 		s.inSeq = m.Seq
+		s.notifyReadyLocked()
 		s.mu.Unlock()
-		notify(s.inboxReady)
 		i++
 	}
 	s.mu.Lock()
@@ -777,6 +822,14 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		return s.inSeq, s.closeErr // so that the client learns of the close
 	}
 	return s.inSeq, nil
+}
+
+// endTurn ends a Receive's turn.
+func (s *Session) endTurn() {
+	s.mu.Lock()
+	s.receiving = false
+	s.broadcastLocked()
+	s.mu.Unlock()
 }
 
 // Received is the highest inbound sequence number accepted.
@@ -838,13 +891,18 @@ func (s *Session) stopTimerLocked() {
 	}
 }
 
-// onTimer runs when the timer fires. A firing of an earlier arming that
-// lost the race with a re-arm finds the new arming not yet due, and leaves
-// it to its own firing.
+// onTimer runs when the timer fires. What it was armed for may not be
+// due yet: a heartbeat moved by the messages sent since, or a firing of an
+// earlier arming that lost the race with a re-arm. It then waits the rest.
 func (s *Session) onTimer() {
 	s.mu.Lock()
 	kind := s.timerKind
-	if kind == timerNone || s.clockNanos() < s.timerDue {
+	if kind == timerNone {
+		s.mu.Unlock()
+		return
+	}
+	if wait := s.timerDue - s.clockNanos(); wait > 0 {
+		s.armLocked(time.Duration(wait), kind)
 		s.mu.Unlock()
 		return
 	}
@@ -859,11 +917,6 @@ func (s *Session) onTimer() {
 // onHeartbeatLocked makes a heartbeat due, and unlocks.
 func (s *Session) onHeartbeatLocked() {
 	if s.transport == nil {
-		s.mu.Unlock()
-		return
-	}
-	if wait := s.cfg.HeartbeatInterval - time.Duration(s.clockNanos()-s.lastSent); wait > 0 {
-		s.armLocked(wait, timerHeartbeat) // something went out meanwhile: a heartbeat is due an interval after it
 		s.mu.Unlock()
 		return
 	}
@@ -905,10 +958,27 @@ func (h *Hooks) closed(s *Session) {
 	}
 }
 
-// notify signals a capacity-1 channel without blocking.
-func notify(c chan struct{}) {
+// notifyReadyLocked wakes a Recv that waits, or the next one to.
+func (s *Session) notifyReadyLocked() {
 	select {
-	case c <- struct{}{}:
+	case s.ready <- struct{}{}: // never, if nil
 	default:
+	}
+}
+
+// changedLocked returns the channel to wait on for the next change that
+// waiters of the session look for (see Session.changed).
+func (s *Session) changedLocked() <-chan struct{} {
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+// broadcastLocked wakes every waiter on changed.
+func (s *Session) broadcastLocked() {
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
 	}
 }

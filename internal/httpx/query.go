@@ -15,6 +15,37 @@ const maxQueryParams = 10000
 // map: a request reads two or three parameters, and parsing all of them into
 // a url.Values costs a map and a slice per parameter every time.
 func Query(raw, key string) (value string, ok bool) {
+	v, ok := rawValue(raw, key)
+	if ok && needsUnescape(v) {
+		v, _ = url.QueryUnescape(v) // rawValue checked that it unescapes
+	}
+	return v, ok
+}
+
+// QueryAppend appends to dst the value Query(raw, key) would return, and
+// reports whether there is one: with room in dst, it allocates nothing.
+func QueryAppend(dst []byte, raw, key string) ([]byte, bool) {
+	v, ok := rawValue(raw, key)
+	if !ok {
+		return dst, false
+	}
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch c {
+		case '%':
+			c = unhex(v[i+1])<<4 | unhex(v[i+2]) // rawValue checked the escapes
+			i += 2
+		case '+':
+			c = ' '
+		}
+		dst = append(dst, c)
+	}
+	return dst, true
+}
+
+// rawValue returns the value of the first pair of raw with key that
+// unescapes, as it stands in raw.
+func rawValue(raw, key string) (value string, ok bool) {
 	if tooManyParams(raw) {
 		return "", false
 	}
@@ -31,14 +62,8 @@ func Query(raw, key string) (value string, ok bool) {
 				continue
 			}
 		}
-		if k != key {
-			continue
-		}
-		if needsUnescape(v) {
-			var err error
-			if v, err = url.QueryUnescape(v); err != nil {
-				continue
-			}
+		if k != key || !validEscapes(v) {
+			continue // Query skips a value that does not unescape
 		}
 		return v, true
 	}
@@ -53,61 +78,18 @@ func needsUnescape(s string) bool {
 	return strings.IndexByte(s, '%') >= 0 || strings.IndexByte(s, '+') >= 0
 }
 
-// QueryIs reports whether Query(raw, key) would return (want, true),
-// without unescaping into a new string; want is compared in time that
-// depends on lengths only, so that it can be a secret.
-func QueryIs(raw, key, want string) bool {
-	if tooManyParams(raw) {
-		return false
-	}
-	for raw != "" {
-		var pair string
-		pair, raw, _ = strings.Cut(raw, "&")
-		if pair == "" || strings.IndexByte(pair, ';') >= 0 {
-			continue
-		}
-		k, v, _ := strings.Cut(pair, "=")
-		if needsUnescape(k) {
-			var err error
-			if k, err = url.QueryUnescape(k); err != nil {
-				continue
-			}
-		}
-		if k != key {
-			continue
-		}
-		equal, valid := unescapedEquals(v, want)
-		if !valid {
-			continue // Query skips a value that does not unescape
-		}
-		return equal
-	}
-	return false
-}
-
-// unescapedEquals compares QueryUnescape(v) with want, and reports whether
-// v unescapes at all.
-func unescapedEquals(v, want string) (equal, valid bool) {
-	var diff byte
-	n := 0 // bytes of v unescaped so far
+// validEscapes reports whether url.QueryUnescape(v) would succeed: every %
+// is followed by two hex digits.
+func validEscapes(v string) bool {
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		switch c {
-		case '%':
+		if v[i] == '%' {
 			if i+2 >= len(v) || !isHex(v[i+1]) || !isHex(v[i+2]) {
-				return false, false
+				return false
 			}
-			c = unhex(v[i+1])<<4 | unhex(v[i+2])
 			i += 2
-		case '+':
-			c = ' '
 		}
-		if n < len(want) {
-			diff |= c ^ want[n]
-		}
-		n++
 	}
-	return n == len(want) && diff == 0, true
+	return true
 }
 
 func isHex(c byte) bool {

@@ -23,10 +23,11 @@ func FuzzQuery(f *testing.F) {
 		if got != want.Get(key) || ok != want.Has(key) {
 			t.Fatalf("Query(%q, %q) = %q, %v; url.ParseQuery gives %q, %v", raw, key, got, ok, want.Get(key), want.Has(key))
 		}
-		// QueryIs agrees, for the value there and for others.
-		for _, w := range []string{got, got + "x", strings.TrimSuffix(got, got[min(len(got), 1):]), "", raw} {
-			if is := QueryIs(raw, key, w); is != (ok && got == w) {
-				t.Fatalf("QueryIs(%q, %q, %q) = %v; Query gives %q, %v", raw, key, w, is, got, ok)
+		// QueryAppend agrees, into a buffer with room or without.
+		for _, dst := range [][]byte{nil, make([]byte, 2, 64)} {
+			app, aok := QueryAppend(dst, raw, key)
+			if aok != ok || string(app[len(dst):]) != got || string(app[:len(dst)]) != string(dst) {
+				t.Fatalf("QueryAppend(%q, %q, %q) = %q, %v; Query gives %q, %v", dst, raw, key, app, aok, got, ok)
 			}
 		}
 	})
@@ -48,5 +49,19 @@ func TestAnswerHeaders(t *testing.T) {
 	got.Add("Pragma", "x")
 	if got.Get("Expires") != "0" || len(got["Pragma"]) != 2 {
 		t.Fatalf("after Add: %v", got)
+	}
+}
+
+// QueryAppend into a buffer with room allocates nothing, escaped or not.
+func TestQueryAppendAllocatesNothing(t *testing.T) {
+	var buf [64]byte
+	for _, raw := range []string{"ack=3&t=abc", "ack=3&t=MTc5NTU4%2D%3D%3D", "t=a+b"} {
+		if n := testing.AllocsPerRun(100, func() {
+			if v, ok := QueryAppend(buf[:0], raw, "t"); !ok || len(v) == 0 {
+				t.Fatal("no t")
+			}
+		}); n != 0 {
+			t.Fatalf("QueryAppend(%q): %v allocations", raw, n)
+		}
 	}
 }

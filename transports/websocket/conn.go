@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"syscall"
@@ -73,17 +74,18 @@ func (e *CloseError) Unwrap() error { return e.Err }
 
 // rfcConn is an RFC 6455 server connection on gobwas/ws's frame functions,
 // with its own read loop so that every violation gets its close code.
+//
+// An idle server holds thousands: the fields are in an order that packs
+// them into 112 bytes.
 type rfcConn struct {
 	nc           net.Conn
 	pre          []byte // what the hijack's reader held, read before nc
-	maxMsg       int
 	readTimeout  time.Duration
 	writeTimeout time.Duration
 
 	// Parked (see link.readRun): no read waits between messages, so the
 	// read deadline is the link's watchdog's, and reads go through br, a
 	// pooled buffer held only while there are bytes to take.
-	parked  bool
 	br      *bufio.Reader
 	readErr error // met by the poller's read (link.fastRead): the next read returns it
 
@@ -92,12 +94,14 @@ type rfcConn struct {
 	rc syscall.RawConn
 
 	wmu       sync.Mutex
-	closeSent bool
-	closed    bool
+	maxMsg    int32 // bytes (a larger bound is taken as 2 GiB - 1)
+	parked    bool  // see br
+	closeSent bool  // under wmu
+	closed    bool  // under wmu
 }
 
 func newRFCConn(nc net.Conn, br *bufio.Reader, maxMsg int, readTimeout, writeTimeout time.Duration) *rfcConn {
-	c := &rfcConn{nc: nc, maxMsg: maxMsg, readTimeout: readTimeout, writeTimeout: writeTimeout}
+	c := &rfcConn{nc: nc, maxMsg: int32(min(maxMsg, math.MaxInt32)), readTimeout: readTimeout, writeTimeout: writeTimeout}
 	if br != nil && br.Buffered() > 0 {
 		c.pre, _ = br.Peek(br.Buffered())
 		c.pre = bytes.Clone(c.pre) // and br, net/http's, goes

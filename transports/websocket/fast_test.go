@@ -6,7 +6,6 @@ import (
 
 	"github.com/gobwas/ws"
 
-	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/wire"
 )
 
@@ -69,10 +68,7 @@ func TestFastFrames(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			l := &link{}
-			if tc.raw {
-				l.raw = &session.Session{}
-			}
+			l := &link{raw: tc.raw}
 			in := append([]byte(nil), tc.in...)
 			acked := false
 			rest := l.fastFrames(in, &acked)

@@ -221,7 +221,7 @@ func (t *Transport) ServeRaw(w http.ResponseWriter, r *http.Request, s *session.
 		s.Terminate(session.CodeProtocolError, "handshake failed")
 		return
 	}
-	l := &link{t: t, ep: s, conn: conn, raw: s}
+	l := &link{t: t, ep: s, conn: conn, raw: true}
 	l.start()
 }
 
@@ -276,8 +276,7 @@ type link struct {
 	t    *Transport
 	ep   session.Endpoint
 	conn Conn
-	rfc  *rfcConn         // conn, when it is RFC 6455 on a socket: the fast paths
-	raw  *session.Session // set on the raw endpoint
+	rfc  *rfcConn // conn, when it is RFC 6455 on a socket: the fast paths
 	// opening is the negotiate answer the first pump writes as an o frame
 	// (.../negotiate/websocket), then nil.
 	opening *string
@@ -295,7 +294,8 @@ type link struct {
 	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
 	closed    atomic.Bool  // ended; for the reader and the watchdog
 
-	mu         sync.Mutex // (fields in an order that packs them)
+	mu         sync.Mutex // (fields in an order that packs them into 200 bytes)
+	raw        bool       // the raw endpoint: ep is a *session.Session
 	watched    bool       // in Transport.watch's list
 	opened     bool
 	ended      bool
@@ -330,7 +330,7 @@ func (l *link) start() {
 		if !errors.As(err, &ce) {
 			ce = &session.CloseError{Code: session.CodeInternalError, Reason: "attach failed"}
 		}
-		if l.raw != nil {
+		if l.raw {
 			_ = l.conn.Close(ce.Code, ce.Reason) // a raw peer takes no session frames
 			return
 		}
@@ -485,7 +485,7 @@ func (l *link) fastFrames(p []byte, acked *bool) []byte {
 		b0, b1 := p[0], p[1]
 		op, n := ws.OpCode(b0&0x0F), int(b1&0x7F)
 		if b0&0xF0 != 0x80 || b1&0x80 == 0 || n > 125 || len(p) < 6+n ||
-			(op != ws.OpText && op != ws.OpPong) || (op == ws.OpText && l.raw != nil) {
+			(op != ws.OpText && op != ws.OpPong) || (op == ws.OpText && l.raw) {
 			return p // not final, reserved bits, unmasked, long, partial, or not ours to take here
 		}
 		if op == ws.OpText {
@@ -713,7 +713,7 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 	if l.desc != nil {
 		_ = l.desc.Close()
 	}
-	if a := l.ackIn.Load(); a > l.ackApplied && l.raw == nil {
+	if a := l.ackIn.Load(); a > l.ackApplied && !l.raw {
 		l.ackApplied = a
 		_ = l.ep.Ack(context.Background(), a)
 	}
@@ -721,13 +721,13 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 		l.ep.Detach(l)
 	}
 	_ = l.conn.Close(code, reason)
-	if l.raw != nil {
+	if l.raw {
 		// A raw connection is its session: nothing can resume it. The
 		// application sees why (a violation's code), or 1000.
 		if session.CheckCloseCode(code) != nil || code == CodeAbnormal || code == 1005 {
 			code, reason = session.CodeNormal, "connection closed"
 		}
-		l.raw.Terminate(code, reason)
+		l.ep.(*session.Session).Terminate(code, reason)
 	}
 }
 
@@ -852,7 +852,7 @@ func (l *link) pumpOnce() bool {
 		return false
 	}
 	for _, m := range b.Messages {
-		if l.raw != nil {
+		if l.raw {
 			if !m.Notice() { // a raw peer has no frame for a topic notice
 				buf = l.conn.AppendText(buf, m.Data)
 			}
@@ -861,7 +861,7 @@ func (l *link) pumpOnce() bool {
 		}
 		l.cursor = m.Seq
 	}
-	if l.raw == nil {
+	if !l.raw {
 		if a := l.ackDue.Load(); a > l.ackSent {
 			buf = l.frame(buf, wire.Frame{Kind: wire.KindAck, Seq: a})
 			l.ackSent = a
@@ -872,7 +872,7 @@ func (l *link) pumpOnce() bool {
 			buf = l.frame(buf, wire.Frame{Kind: wire.KindHeartbeat})
 		}
 	}
-	if l.raw != nil && len(b.Messages) > 0 {
+	if l.raw && len(b.Messages) > 0 {
 		// A raw peer never acknowledges, and nothing resumes a raw
 		// connection (a failed write ends its session): what is handed to
 		// the write is done with.
@@ -954,7 +954,7 @@ func (l *link) writeRest(bp *[]byte, buf []byte, n int, held bool) {
 // session frame: in buf if frame), and ends the link. For a pool's
 // goroutine, which must not wait on the peer, a goroutine of its own does it.
 func (l *link) finish(buf []byte, ce *session.CloseError, detach, frame bool) {
-	if l.raw == nil && frame {
+	if !l.raw && frame {
 		kind := wire.KindEnd
 		if ce.Code.SessionEnding() {
 			kind = wire.KindClose
@@ -1000,12 +1000,12 @@ func (l *link) readFailed(err error) {
 	if !errors.As(err, &ce) {
 		ce = &CloseError{Code: CodeAbnormal, Err: err}
 	}
-	if l.raw != nil && ce.ByPeer {
+	if l.raw && ce.ByPeer {
 		code := ce.Code
 		if session.CheckCloseCode(code) != nil || code == 1005 || code == CodeAbnormal {
 			code = session.CodeNormal // no code of the peer's own
 		}
-		_ = l.raw.ClientClose(code, ce.Reason)
+		_ = l.ep.(*session.Session).ClientClose(code, ce.Reason)
 	}
 	l.end(ce.Code, ce.Reason, true)
 }
@@ -1036,11 +1036,11 @@ var (
 // take hands one message to the session; a non-zero code ends the connection.
 func (l *link) take(msg string) (session.Code, string) {
 	ctx := context.Background()
-	if l.raw != nil {
+	if l.raw {
 		l.inSeq++
 		// Refused only when the session is closing: the writer is delivering
 		// what is queued and then the application's close; let it.
-		_, _ = l.raw.Receive(ctx, []session.Message{{Seq: l.inSeq, Data: msg}})
+		_, _ = l.ep.(*session.Session).Receive(ctx, []session.Message{{Seq: l.inSeq, Data: msg}})
 		return 0, ""
 	}
 	f, err := wire.ParseFrame(msg)

@@ -1,0 +1,20 @@
+package websocket
+
+import (
+	"testing"
+	"unsafe"
+)
+
+// An idle server holds thousands of links and connections: they stay in
+// their size classes (208 and 112 bytes; smaller on 32-bit systems).
+// Growing them is a decision, not an accident: the link went from 192 to
+// 200 bytes (class 208) for the negotiate answer a connection that
+// negotiated writes with its first frames, sparing a write per connect.
+func TestIdleStateSize(t *testing.T) {
+	if n := unsafe.Sizeof(link{}); n > 200 {
+		t.Errorf("link is %d bytes, over 200", n)
+	}
+	if n := unsafe.Sizeof(rfcConn{}); n > 112 {
+		t.Errorf("rfcConn is %d bytes, over 112", n)
+	}
+}
