@@ -376,7 +376,23 @@ func (st *stream) pump() {
 // reports whether it wrote messages (there may be more).
 func (st *stream) pumpOnce() bool {
 	o := &st.es.opts
-	var buf []byte
+	// Every write is done with buf before pumpOnce returns (the sinks copy
+	// or write through), so buffers are pooled, as is the Pull's slice.
+	bp := pumpBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
+	mp := pullBuffers.Get().(*[]session.Message)
+	msgs := (*mp)[:0]
+	defer func() {
+		if cap(buf) <= 64<<10 {
+			*bp = buf[:0]
+			pumpBuffers.Put(bp)
+		}
+		if cap(msgs) <= 1024 {
+			clear(msgs[:cap(msgs)]) // drop the texts
+			*mp = msgs[:0]
+			pullBuffers.Put(mp)
+		}
+	}()
 	first := !st.opened
 	if first {
 		st.opened = true
@@ -400,7 +416,10 @@ func (st *stream) pumpOnce() bool {
 	}
 	// Within the stream's byte budget (at least one message comes anyway).
 	budget := min(int64(o.MaxBatchBytes), o.MaxStreamBytes-st.written-int64(len(buf)))
-	b, err := st.ep.Pull(context.Background(), st, st.cursor, int(max(budget, 0)), nil)
+	b, err := st.ep.Pull(context.Background(), st, st.cursor, int(max(budget, 0)), msgs)
+	if b.Messages != nil {
+		msgs = b.Messages
+	}
 	if errors.Is(err, session.ErrDetached) {
 		k := st.kick.Load()
 		if k == nil {
@@ -460,6 +479,11 @@ func (st *stream) pumpOnce() bool {
 	}
 	return len(b.Messages) > 0
 }
+
+var (
+	pumpBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+	pullBuffers = sync.Pool{New: func() any { m := make([]session.Message, 0, 16); return &m }}
+)
 
 // commentTimer fires when a comment may be due; pump decides.
 func (st *stream) commentTimer() {
