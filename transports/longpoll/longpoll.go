@@ -94,7 +94,7 @@ type Transport struct {
 
 // ParkStats count parked polls.
 type ParkStats struct {
-	Parked  int    // polls parked now (answers being written included)
+	Parked  int    // polls parked now (being parked, and answers being written, included)
 	Parks   uint64 // polls parked since the transport was made
 	HangUps uint64 // parked polls whose client closed the connection before the answer
 }
@@ -136,7 +136,10 @@ func (lp *Transport) ParkStats() (ParkStats, <-chan struct{}) {
 // WaitParked returns once no poll is parked (every parked poll answered
 // and its connection handed back or closed), or ctx ends. A server that
 // frees its sessions calls it after, so that no answer is still being
-// written when it returns.
+// written when it returns. A poll is counted from before its connection
+// is hijacked: until then its request is net/http's, and
+// http.Server.Shutdown waits for it; a poll whose request net/http still
+// serves is not waited for here.
 func (lp *Transport) WaitParked(ctx context.Context) error {
 	for {
 		st, changed := lp.ParkStats()

@@ -50,8 +50,13 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 	// middleware added), and the no-cache ones every answer carries.
 	h := w.Header()
 	httpx.NoCache(h)
+	// Counted before the hijack: from the moment net/http lets go of the
+	// connection (http.Server.Shutdown stops waiting for it), WaitParked
+	// waits for it instead.
+	lp.parkChange(func(st *ParkStats) { st.Parked++ })
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		lp.parkChange(func(st *ParkStats) { st.Parked-- })
 		return false
 	}
 	pk := &parked{p: p, conn: conn, callback: strings.Clone(callback), head: lp.internHead(appendHeaderLines(nil, h))}
@@ -64,7 +69,7 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 		pk.srv = srv
 	}
 	pk.runner.F = pk.pump
-	lp.parkChange(func(st *ParkStats) { st.Parked++; st.Parks++ })
+	lp.parkChange(func(st *ParkStats) { st.Parks++ })
 	pk.mu.Lock()
 	p.pk = pk
 	p.parked.Store(true)

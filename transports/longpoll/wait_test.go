@@ -1,0 +1,98 @@
+package longpoll
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+)
+
+// parkedServer is a real http.Server serving with serve; connState, if
+// set, is its ConnState hook.
+func parkedServer(t *testing.T, serve http.HandlerFunc, connState func(net.Conn, http.ConnState)) *httptest.Server {
+	t.Helper()
+	hs := httptest.NewUnstartedServer(serve)
+	hs.Config.ConnState = connState
+	hs.Start()
+	t.Cleanup(hs.Close)
+	return hs
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// dialPoll opens a connection to hs and writes a poll request on it.
+func dialPoll(t *testing.T, hs *httptest.Server, extra string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	conn, err := net.Dial("tcp", hs.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second)) // a hung test fails instead
+	if _, err := io.WriteString(conn, "GET /poll HTTP/1.1\r\nHost: x\r\n"+extra+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	return conn, bufio.NewReader(conn)
+}
+
+func waitStats(t *testing.T, lp *Transport, ok func(ParkStats) bool) ParkStats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for {
+		st, changed := lp.ParkStats()
+		if ok(st) {
+			return st
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			t.Fatalf("park stats stuck at %+v", st)
+		}
+	}
+}
+
+// From the moment net/http lets go of a poll's connection (its ConnState
+// hook sees it hijacked, and http.Server.Shutdown no longer waits for it),
+// the poll is counted as parked: WaitParked cannot return in between.
+func TestPollCountedParkedBeforeHijacked(t *testing.T) {
+	lp := New(Options{ParkAfter: -1, Logger: quietLogger()})
+	s := newSession(t)
+	parkedAtHijack := make(chan ParkStats, 1)
+	waitErr := make(chan error, 1)
+	hs := parkedServer(t, func(w http.ResponseWriter, r *http.Request) { lp.ServePoll(w, r, s) },
+		func(_ net.Conn, st http.ConnState) {
+			if st != http.StateHijacked {
+				return
+			}
+			stats, _ := lp.ParkStats()
+			parkedAtHijack <- stats
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			waitErr <- lp.WaitParked(ctx)
+		})
+	_, br := dialPoll(t, hs, "")
+	if st := <-parkedAtHijack; st.Parked != 1 {
+		t.Fatalf("at the hijack: %+v, want the poll counted as parked", st)
+	}
+	if err := <-waitErr; err == nil {
+		t.Fatal("WaitParked returned while a poll was being parked")
+	}
+	waitStats(t, lp, func(st ParkStats) bool { return st.Parks == 1 })
+	if err := s.Send(context.Background(), "one"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := lp.WaitParked(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
