@@ -65,7 +65,12 @@ type Options struct {
 	// The client then opens a new connection for its next poll. (Handing
 	// back is http.Server.Serve on a listener that yields that connection:
 	// the server's ConnState hook sees it hijacked, then new again, and
-	// its BaseContext and ConnContext hooks run again.)
+	// its BaseContext and ConnContext hooks run again.) A connection is
+	// not handed back to an http.Server that is shut down or closed: the
+	// answer then says Connection: close. Nothing shows a handler that
+	// the server's keep-alives are off (SetKeepAlivesEnabled(false)): set
+	// CloseParked on such a server, or it serves one more request on each
+	// connection handed back.
 	CloseParked bool
 	// WriteTimeout bounds writing a parked poll's answer (default 10 s).
 	WriteTimeout time.Duration

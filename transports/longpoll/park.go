@@ -182,14 +182,15 @@ func (pk *parked) hangUp() {
 		return
 	}
 	pk.p.ep.Detach(pk.p)
-	pk.finish(false)
+	pk.finish()
 	pk.p.lp.parkChange(func(st *ParkStats) { st.HangUps++ })
 }
 
-// respond writes a whole HTTP/1.1 response and ends the parked poll.
+// respond writes a whole HTTP/1.1 response and ends the parked poll: its
+// connection goes back to the http.Server for the client's next request,
+// or is closed.
 func (pk *parked) respond(status int, contentType string, body []byte) {
-	keep := pk.srv != nil
-	buf := make([]byte, 0, 128+len(pk.head)+len(body))
+	buf := make([]byte, 0, 160+len(pk.head)+len(body))
 	buf = append(buf, "HTTP/1.1 "...)
 	buf = strconv.AppendInt(buf, int64(status), 10)
 	buf = append(buf, ' ')
@@ -202,41 +203,129 @@ func (pk *parked) respond(status int, contentType string, body []byte) {
 	buf = append(buf, contentType...)
 	buf = append(buf, "\r\nDate: "...)
 	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
-	if !keep {
-		buf = append(buf, "\r\nConnection: close"...)
-	}
-	buf = append(buf, "\r\n\r\n"...)
-	buf = append(buf, body...)
 	lp := pk.p.lp
-	_ = pk.conn.SetWriteDeadline(time.Now().Add(lp.opts.WriteTimeout))
-	_, err := pk.conn.Write(buf)
+	pk.done = true
+	// Before the connection is closed or handed back, while its
+	// descriptor is still its own.
+	lp.watch.remove(pk.watched)
+	a := &answer{conn: pk.conn, buf: buf, body: body, timeout: lp.opts.WriteTimeout}
+	var err error
+	if pk.srv != nil {
+		err = a.handBack(pk.srv, pk.early)
+	} else {
+		err = a.write(false)
+		_ = pk.conn.Close()
+	}
 	if err != nil {
 		// Nothing is lost: messages stay held until acknowledged, and the
 		// next poll brings them again.
 		lp.opts.Logger.Info("longpoll: writing a parked poll's answer failed; the next poll resumes",
 			"session", pk.p.ep.ID(), "err", err)
 	}
-	pk.finish(keep && err == nil)
-}
-
-// finish stops watching the connection, then hands it back to the
-// http.Server (keep) or closes it.
-func (pk *parked) finish(keep bool) {
-	pk.done = true
-	lp := pk.p.lp
-	lp.watch.remove(pk.watched)
-	if !keep || !handBack(pk.srv, pk.conn, pk.early) {
-		_ = pk.conn.Close()
-	}
 	lp.parkChange(func(st *ParkStats) { st.Parked-- })
 }
 
-// handBack gives a connection whose last response is complete to srv, to
-// serve the client's next requests on it as on any kept-alive connection.
-// It reports false if srv is shutting down (the caller closes it).
-func handBack(srv *http.Server, conn net.Conn, early []byte) bool {
+// finish ends a parked poll that is not answered: it stops watching the
+// connection and closes it.
+func (pk *parked) finish() {
+	pk.done = true
+	lp := pk.p.lp
+	lp.watch.remove(pk.watched)
+	_ = pk.conn.Close()
+	lp.parkChange(func(st *ParkStats) { st.Parked-- })
+}
+
+// answer is a parked poll's response, but for the end of its header.
+type answer struct {
+	conn    net.Conn
+	buf     []byte // the status line and header lines, the last without its line break
+	body    []byte
+	timeout time.Duration
+}
+
+// write writes the answer; unless keep, it says Connection: close.
+func (a *answer) write(keep bool) error {
+	buf := a.buf
+	if !keep {
+		buf = append(buf, "\r\nConnection: close"...)
+	}
+	buf = append(buf, "\r\n\r\n"...)
+	buf = append(buf, a.body...)
+	_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
+	_, err := a.conn.Write(buf)
+	return err
+}
+
+// handBack writes the answer and gives the connection to srv, to serve the
+// client's next requests on it as on any kept-alive connection. Both
+// happen in http.Server.Serve, on a listener that yields the connection
+// once: Serve asks for it only if srv is not shut down or closed (it
+// returns ErrServerClosed first), and only then does the answer promise
+// keep-alive. Otherwise the answer says Connection: close, as net/http's
+// own answers do once Shutdown has begun, and the connection is closed.
+//
+// What no handler can see is http.Server.SetKeepAlivesEnabled(false):
+// there is no getter, and it changes nothing in the request. Such a server
+// gets the connection back all the same, serves the client's next request
+// on it, and closes it after that answer (Options.CloseParked avoids it).
+func (a *answer) handBack(srv *http.Server, early []byte) error {
+	l := &oneConnListener{a: a, srv: srv, early: early}
+	_ = srv.Serve(l) // returns once the connection is taken: the next Accept fails
+	switch {
+	case l.taken:
+		return nil
+	case !l.asked: // srv is shut down or closed
+		err := a.write(false)
+		_ = a.conn.Close()
+		return err
+	default:
+		_ = a.conn.Close()
+		return l.err
+	}
+}
+
+// oneConnListener is a net.Listener that accepts one connection, once the
+// answer is written on it, then fails: http.Server.Serve(l) starts serving
+// the connection and returns.
+type oneConnListener struct {
+	a     *answer
+	srv   *http.Server
+	early []byte
+	asked bool  // Accept was called
+	taken bool  // and returned the connection
+	err   error // writing the answer, or readying the connection, failed
+}
+
+// errHandedBack ends Serve's loop. (Not a net.Error: a temporary one would
+// have Serve log it, sleep and ask again.)
+var errHandedBack = errors.New("longpoll: connection handed back")
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if l.asked {
+		return nil, errHandedBack
+	}
+	l.asked = true
+	if l.err = l.a.write(true); l.err != nil {
+		return nil, errHandedBack
+	}
+	conn, err := kept(l.srv, l.a.conn, l.early)
+	if err != nil {
+		l.err = err
+		return nil, errHandedBack
+	}
+	l.taken = true
+	return conn, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.a.conn.LocalAddr() }
+
+// kept readies a connection whose last response is complete for srv: with
+// no deadline but srv's, and the bytes net/http had read past the poll
+// read again first.
+func kept(srv *http.Server, conn net.Conn, early []byte) (net.Conn, error) {
 	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return false
+		return nil, err
 	}
 	// net/http takes a connection from Serve as new: it waits for the first
 	// request only as long as ReadHeaderTimeout (or ReadTimeout) says, and
@@ -244,41 +333,18 @@ func handBack(srv *http.Server, conn net.Conn, early []byte) bool {
 	// one between requests: give it IdleTimeout, as net/http would have.
 	if srv.ReadHeaderTimeout <= 0 && srv.ReadTimeout <= 0 && srv.IdleTimeout > 0 {
 		if err := conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout)); err != nil {
-			return false
+			return nil, err
 		}
 	}
 	if len(early) > 0 {
 		pc := &prefixConn{Conn: conn, early: early}
 		if tc, ok := conn.(*tls.Conn); ok {
-			conn = &tlsPrefixConn{prefixConn: pc, tc: tc}
-		} else {
-			conn = pc
+			return &tlsPrefixConn{prefixConn: pc, tc: tc}, nil
 		}
+		return pc, nil
 	}
-	l := &oneConnListener{conn: conn}
-	_ = srv.Serve(l) // returns once the connection is taken: the next Accept fails
-	return l.taken
+	return conn, nil
 }
-
-// oneConnListener is a net.Listener that accepts one connection, then
-// fails: http.Server.Serve(l) starts serving the connection and returns.
-type oneConnListener struct {
-	conn  net.Conn
-	taken bool
-}
-
-var errHandedBack = errors.New("longpoll: connection handed back")
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	if l.taken {
-		return nil, errHandedBack
-	}
-	l.taken = true
-	return l.conn, nil
-}
-
-func (l *oneConnListener) Close() error   { return nil }
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 // prefixConn reads the bytes net/http had already read past the poll
 // before the connection's own.

@@ -96,3 +96,35 @@ func TestPollCountedParkedBeforeHijacked(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A parked poll whose http.Server was closed meanwhile is answered with
+// Connection: close, as net/http answers a request of a server that is
+// stopping, and its connection is closed after the answer (it cannot go
+// back to the server).
+func TestParkedAnswerOfClosedServerSaysClose(t *testing.T) {
+	lp := New(Options{ParkAfter: -1, Logger: quietLogger()})
+	s := newSession(t)
+	hs := parkedServer(t, func(w http.ResponseWriter, r *http.Request) { lp.ServePoll(w, r, s) }, nil)
+	_, br := dialPoll(t, hs, "")
+	waitStats(t, lp, func(st ParkStats) bool { return st.Parks == 1 })
+	if err := hs.Config.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(context.Background(), "one"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "6:m1:one\n" || !resp.Close {
+		t.Fatalf("answer after the server closed: close=%v %q; want Connection: close", resp.Close, body)
+	}
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("after the answer: %d bytes, %v; want EOF", n, err)
+	}
+	if err := lp.WaitParked(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
