@@ -14,7 +14,10 @@
 // the client hanging up (epoll, one goroutine for all of them), so the
 // session learns of an abandoned poll at once, as it does from net/http.
 // HTTP/2 polls, and polls behind a ResponseWriter that cannot be hijacked,
-// are held by net/http as before.
+// are held by net/http as before. http.Server.Shutdown does not wait for
+// hijacked connections: when it begins (RegisterOnShutdown), the server's
+// parked polls are answered at once, with a heartbeat if nothing else is
+// due, and Connection: close.
 package longpoll
 
 import (
@@ -94,7 +97,8 @@ type Transport struct {
 
 	mu      sync.Mutex
 	stats   ParkStats
-	changed chan struct{} // closed and replaced when stats change
+	changed chan struct{}            // closed and replaced when stats change
+	servers map[*http.Server]*served // those polls were parked from (kept: each was told of us once)
 }
 
 // ParkStats count parked polls.
@@ -162,9 +166,13 @@ func (lp *Transport) WaitParked(ctx context.Context) error {
 func (lp *Transport) parkChange(f func(*ParkStats)) {
 	lp.mu.Lock()
 	f(&lp.stats)
+	lp.changedLocked()
+	lp.mu.Unlock()
+}
+
+func (lp *Transport) changedLocked() {
 	close(lp.changed)
 	lp.changed = make(chan struct{})
-	lp.mu.Unlock()
 }
 
 // poller is one poll request as the session sees it: held by its request's

@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/internal/wakeup"
+	"github.com/cometkit/cometkit/transports/wire"
 )
 
 // parked is a poll whose connection has been taken off net/http: no
@@ -22,17 +24,29 @@ import (
 // its answer is kept. The session's Wake and Kick start runner, which
 // answers the poll if there is something to say.
 type parked struct {
-	p        *poller
-	conn     net.Conn
-	early    []byte       // bytes the client sent after the poll, already read by net/http
-	srv      *http.Server // to hand the connection back to; nil to close it
-	callback string
-	head     []byte // the answer's header lines but Content-Type, Content-Length and Date
-	runner   wakeup.Runner
-	watched  watchHandle
+	p          *poller
+	conn       net.Conn
+	early      []byte  // bytes the client sent after the poll, already read by net/http
+	srv        *served // the http.Server the poll came from, if known
+	prev, next *parked // in srv.polls (under Transport.mu)
+	callback   string
+	head       []byte // the answer's header lines but Content-Type, Content-Length and Date
+	runner     wakeup.Runner
+	watched    watchHandle
 
 	mu   sync.Mutex // serialises answering and hanging up
 	done bool
+	keep bool // hand the connection back to srv after the answer; else close it
+}
+
+// served is an http.Server that polls were parked from. Its Shutdown
+// does not wait for hijacked connections, and tells of itself only to
+// the functions given to RegisterOnShutdown: on that word its parked
+// polls are answered at once.
+type served struct {
+	srv   *http.Server
+	down  atomic.Bool // its Shutdown has begun
+	polls *parked     // parked now, through prev and next (under Transport.mu)
 }
 
 // parkable reports whether r's connection may be parked: HTTP/1.1 (for
@@ -65,12 +79,11 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 		pk.early, _ = brw.Reader.Peek(n)
 		pk.early = bytes.Clone(pk.early)
 	}
-	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && !r.Close && !lp.opts.CloseParked {
-		pk.srv = srv
-	}
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	pk.keep = srv != nil && !r.Close && !lp.opts.CloseParked
 	pk.runner.F = pk.pump
-	lp.parkChange(func(st *ParkStats) { st.Parks++ })
 	pk.mu.Lock()
+	lp.enlist(pk, srv)
 	p.pk = pk
 	p.parked.Store(true)
 	if note, _ := p.note.Load().(chan struct{}); note != nil {
@@ -81,6 +94,65 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 	// Whatever the session said since the last look is answered now.
 	pk.runner.Wake()
 	return true
+}
+
+// enlist counts pk parked, and lists it with the other polls parked from
+// srv (if known), which is told to answer them when it shuts down.
+func (lp *Transport) enlist(pk *parked, srv *http.Server) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if srv != nil {
+		sv := lp.servers[srv]
+		if sv == nil {
+			if lp.servers == nil {
+				lp.servers = map[*http.Server]*served{}
+			}
+			sv = &served{srv: srv}
+			lp.servers[srv] = sv
+			srv.RegisterOnShutdown(func() { lp.shutDown(sv) })
+		}
+		pk.srv, pk.next = sv, sv.polls
+		if sv.polls != nil {
+			sv.polls.prev = pk
+		}
+		sv.polls = pk
+	}
+	lp.stats.Parks++
+	lp.changedLocked()
+}
+
+// delist counts pk no longer parked.
+func (lp *Transport) delist(pk *parked) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if sv := pk.srv; sv != nil {
+		if pk.prev != nil {
+			pk.prev.next = pk.next
+		} else if sv.polls == pk {
+			sv.polls = pk.next
+		}
+		if pk.next != nil {
+			pk.next.prev = pk.prev
+		}
+		pk.prev, pk.next = nil, nil
+	}
+	lp.stats.Parked--
+	lp.changedLocked()
+}
+
+// shutDown answers the polls parked from sv, whose Shutdown has begun
+// (it will not wait for them), and those parked from it from now on.
+func (lp *Transport) shutDown(sv *served) {
+	sv.down.Store(true)
+	lp.mu.Lock()
+	var polls []*parked
+	for pk := sv.polls; pk != nil; pk = pk.next {
+		polls = append(polls, pk)
+	}
+	lp.mu.Unlock()
+	for _, pk := range polls {
+		pk.runner.Wake()
+	}
 }
 
 // internHead returns the head parked polls share when it equals head (as
@@ -160,7 +232,14 @@ func (pk *parked) pump() {
 	}
 	o, ready := pk.p.next(context.Background(), nil)
 	if !ready {
-		return
+		if pk.srv == nil || !pk.srv.down.Load() {
+			return
+		}
+		// The http.Server is shutting down and will not wait for this
+		// connection: the client is told to poll again, as at the
+		// heartbeat, and the answer says Connection: close.
+		pk.p.ep.Detach(pk.p)
+		o = outcome{extra: []wire.Frame{{Kind: wire.KindHeartbeat}}}
 	}
 	if o.fail {
 		body, _ := httpx.ErrorJSON(httpx.ErrorBody{Error: "internal", Message: pullFailed})
@@ -210,8 +289,8 @@ func (pk *parked) respond(status int, contentType string, body []byte) {
 	lp.watch.remove(pk.watched)
 	a := &answer{conn: pk.conn, buf: buf, body: body, timeout: lp.opts.WriteTimeout}
 	var err error
-	if pk.srv != nil {
-		err = a.handBack(pk.srv, pk.early)
+	if pk.keep {
+		err = a.handBack(pk.srv.srv, pk.early)
 	} else {
 		err = a.write(false)
 		_ = pk.conn.Close()
@@ -222,7 +301,7 @@ func (pk *parked) respond(status int, contentType string, body []byte) {
 		lp.opts.Logger.Info("longpoll: writing a parked poll's answer failed; the next poll resumes",
 			"session", pk.p.ep.ID(), "err", err)
 	}
-	lp.parkChange(func(st *ParkStats) { st.Parked-- })
+	lp.delist(pk)
 }
 
 // finish ends a parked poll that is not answered: it stops watching the
@@ -232,7 +311,7 @@ func (pk *parked) finish() {
 	lp := pk.p.lp
 	lp.watch.remove(pk.watched)
 	_ = pk.conn.Close()
-	lp.parkChange(func(st *ParkStats) { st.Parked-- })
+	lp.delist(pk)
 }
 
 // answer is a parked poll's response, but for the end of its header.

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -125,6 +126,79 @@ func TestParkedAnswerOfClosedServerSaysClose(t *testing.T) {
 		t.Fatalf("after the answer: %d bytes, %v; want EOF", n, err)
 	}
 	if err := lp.WaitParked(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// http.Server.Shutdown does not wait for hijacked connections: the polls
+// parked on its connections are answered at once (a heartbeat, as nothing
+// was due; with Connection: close), those parked before Shutdown and
+// those of requests it was waiting for that park after it began.
+func TestHTTPServerShutdownAnswersParkedPolls(t *testing.T) {
+	lp := New(Options{ParkAfter: -1, Logger: quietLogger()})
+	early, late := newSession(t), newSession(t)
+	arrived, gate := make(chan struct{}), make(chan struct{})
+	hs := parkedServer(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/late" {
+			close(arrived)
+			<-gate // in flight when Shutdown begins: it waits for this request
+			lp.ServePoll(w, r, late)
+			return
+		}
+		lp.ServePoll(w, r, early)
+	}, nil)
+	var opened sync.Once
+	open := func() { opened.Do(func() { close(gate) }) }
+	t.Cleanup(open) // before the server's: a failing test must not leave the request waiting
+	_, earlyBr := dialPoll(t, hs, "")
+	waitStats(t, lp, func(st ParkStats) bool { return st.Parks == 1 })
+	lateConn, err := net.Dial("tcp", hs.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lateConn.Close()
+	_ = lateConn.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := io.WriteString(lateConn, "GET /late HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	lateBr := bufio.NewReader(lateConn)
+	<-arrived
+	shut := make(chan struct{})
+	var shutErr error
+	go func() {
+		defer close(shut)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		shutErr = hs.Config.Shutdown(ctx)
+	}()
+	t.Cleanup(func() { <-shut })
+
+	expect := func(br *bufio.Reader, which string) {
+		t.Helper()
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s poll: %v", which, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK || string(body) != "1:h\n" || !resp.Close {
+			t.Fatalf("%s poll at Shutdown: %d close=%v %q; want a heartbeat and Connection: close", which, resp.StatusCode, resp.Close, body)
+		}
+		if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("%s poll: after the answer %d bytes, %v; want EOF", which, n, err)
+		}
+	}
+	expect(earlyBr, "parked")
+	open()
+	expect(lateBr, "late")
+	<-shut // the late request was hijacked: Shutdown waits for it no more
+	if shutErr != nil {
+		t.Fatal(shutErr)
+	}
+	if err := lp.WaitParked(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// The sessions go on: their messages wait for the clients' next polls.
+	if err := early.Send(context.Background(), "after"); err != nil {
 		t.Fatal(err)
 	}
 }
