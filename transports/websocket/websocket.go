@@ -415,6 +415,11 @@ func (l *link) readable() {
 // fastBuffers hold what the poller's goroutine reads, for the time it reads.
 var fastBuffers = sync.Pool{New: func() any { return new([4096]byte) }}
 
+// fastReads bounds the reads (of a fastBuffers' buffer each) of one
+// connection's turn on the poller's goroutine: a peer that sends as fast
+// as it is read must not keep the goroutine from the others.
+const fastReads = 16
+
 // fastRead reads, on the poller's goroutine and without waiting, what the
 // peer sent, and takes the frames that need nothing but a note:
 // acknowledgements (pump gives them to the session) and heartbeats, and
@@ -425,7 +430,20 @@ func (l *link) fastRead() {
 	bp := fastBuffers.Get().(*[4096]byte)
 	defer fastBuffers.Put(bp)
 	acked := false
-	for {
+	for reads := 0; ; reads++ {
+		if reads == fastReads {
+			// The turn is over: re-armed, the connection is reported
+			// again after the others that are ready.
+			if acked {
+				l.runner.Wake()
+			}
+			l.waitSince.Store(time.Now().UnixNano())
+			l.rstate.Store(rParked)
+			if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
+				go l.readRun() // closed meanwhile: readRun finds out
+			}
+			return
+		}
 		n, err := c.readNB(bp[:])
 		if err == errWouldBlock {
 			break
