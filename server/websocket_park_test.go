@@ -582,3 +582,35 @@ func TestWebSocketPeerLeavingRightAfterAFrameIsSeen(t *testing.T) {
 		}
 	}
 }
+
+// Peers that send part of a frame and go silent are cut at the read
+// timeout: the reader that waits for the rest of the frame has a
+// deadline of its own (the watchdog sweeps parked links only).
+func TestWebSocketPeersSilentMidFrameAreCut(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{WebSocket: websocket.Options{ReadTimeout: 300 * time.Millisecond}})
+	conn := dialWS(t, sessionWS(ts.negotiate(t), 0), nil)
+	conn.frame()
+	rc.session(t)
+	frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame(wire.AppendFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: 1, Data: "cut short"}))))
+	if _, err := conn.nc.Write(frame[:len(frame)-3]); err != nil {
+		t.Fatal(err)
+	}
+	hc := ts.negotiate(t)
+	hnc, hbr := hixieDial(t, sessionWS(hc, 0))
+	if _, err := hixieNext(hbr); err != nil {
+		t.Fatal(err)
+	}
+	rc.session(t)
+	if _, err := io.WriteString(hnc, "\x00m1:cut sho"); err != nil {
+		t.Fatal(err)
+	}
+	if !ts.clock.WaitPending(30*time.Second, 2, testCtx(t).Done()) {
+		t.Fatal("peers silent in the middle of a frame never cut")
+	}
+	select {
+	case m := <-rc.got:
+		t.Fatalf("the application got %q", m)
+	default:
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -267,6 +268,7 @@ func (c *rfcConn) release() {
 func (c *rfcConn) netConn() net.Conn      { return c.nc }
 func (c *rfcConn) setParked()             { c.parked = true }
 func (c *rfcConn) timeout() time.Duration { return c.readTimeout }
+func (c *rfcConn) timedOut() error        { return c.broken(os.ErrDeadlineExceeded) }
 
 // peerClosed answers the peer's close frame with the same code, as RFC 6455
 // §5.5.1 asks, or with 1002 if its close frame was malformed.
@@ -380,6 +382,10 @@ func (h *hixieConn) release()               {} // the hixie.Conn keeps its reade
 func (h *hixieConn) netConn() net.Conn      { return h.c.NetConn() }
 func (h *hixieConn) setParked()             { h.parked = true }
 func (h *hixieConn) timeout() time.Duration { return h.readTimeout }
+
+func (h *hixieConn) timedOut() error {
+	return &CloseError{Code: CodeAbnormal, Reason: "connection lost", Err: os.ErrDeadlineExceeded}
+}
 
 func (h *hixieConn) ReadMessage() (string, error) {
 	if h.readTimeout > 0 && !h.parked {

@@ -4,6 +4,8 @@ package websocket
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"syscall"
@@ -13,7 +15,9 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"github.com/cometkit/cometkit/internal/fakeclock"
 	"github.com/cometkit/cometkit/internal/netpoll"
+	"github.com/cometkit/cometkit/session"
 )
 
 // tcpPair is a connected pair of TCP connections on loopback.
@@ -103,5 +107,66 @@ func TestFastReadIsBounded(t *testing.T) {
 	case <-reports: // re-armed: the rest is reported again
 	case <-time.After(10 * time.Second):
 		t.Fatal("the rest of the flood was not reported again")
+	}
+}
+
+// testSession is a session for a link to carry, ended with the test.
+func testSession(t *testing.T) *session.Session {
+	cfg := session.Config{Clock: fakeclock.New()}.Defaults()
+	s := session.New(session.NewID(), session.Info{}, &cfg, nil)
+	t.Cleanup(func() { s.Terminate(session.CodeGoingAway, "done") })
+	return s
+}
+
+// The read-timeout sweep leaves alone a link whose bytes are being read
+// just then, though its peer had been silent until then: no deadline of
+// the sweep's is left on it to fail its reads after. (Here the poller's
+// goroutine reads a pong that came at the last moment.)
+func TestSweepLeavesALinkBeingReadAlone(t *testing.T) {
+	srv, cli := tcpPair(t)
+	tr := New(Options{ReadTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c := newRFCConn(srv, nil, 1<<16, tr.opts.ReadTimeout, tr.opts.WriteTimeout)
+	if !c.initRaw() {
+		t.Fatal("no raw connection")
+	}
+	c.setParked()
+	s := testSession(t)
+	l := &link{t: tr, ep: s, conn: c, rfc: c}
+	l.runner.F = func() {}
+	desc, err := netpoll.Register(c.rc, netpoll.Edge, func() {}) // reports are the test's to make
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.desc = desc
+	l.mu.Lock()
+	tr.watch.add(l, tr.opts.ReadTimeout)
+	l.watched = true
+	l.mu.Unlock()
+	defer l.end(session.CodeNormal, "", false)
+
+	l.waitSince.Store(time.Now().Add(-2 * tr.opts.ReadTimeout).UnixNano()) // silent for two timeouts
+	if _, err := cli.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame(nil)))); err != nil {
+		t.Fatal(err)
+	}
+	for unread(t, srv) == 0 {
+		runtime.Gosched()
+	}
+	l.rstate.Store(rFast) // the poller took the report of the pong
+	tr.sweepWatched()     // the sweep comes meanwhile
+	l.fastRead()
+	if l.closed.Load() || c.readErr != nil || l.rstate.Load() != rParked {
+		t.Fatalf("after the pong: closed %v, read error %v, state %d; want the link parked", l.closed.Load(), c.readErr, l.rstate.Load())
+	}
+	// And it reads on: the next frame, too.
+	if _, err := cli.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame(nil)))); err != nil {
+		t.Fatal(err)
+	}
+	for unread(t, srv) == 0 {
+		runtime.Gosched()
+	}
+	l.rstate.Store(rFast)
+	l.fastRead()
+	if l.closed.Load() || c.readErr != nil {
+		t.Fatalf("the next pong: closed %v, read error %v", l.closed.Load(), c.readErr)
 	}
 }

@@ -267,7 +267,7 @@ type link struct {
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
-	waitSince atomic.Int64 // Unix ns since when we wait for the peer; 0 while the session takes a message
+	waitSince atomic.Int64 // Unix ns since when the parked link waits for its peer (set as it parks)
 	wprev     *link        // in Transport.watch's list (under its lock)
 	wnext     *link
 	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
@@ -577,8 +577,14 @@ func (l *link) park(inline bool) {
 // readRun takes the messages the peer has sent, then parks.
 func (l *link) readRun() {
 	pc := l.conn.(parkable)
+	timeout := pc.timeout()
 	for {
-		l.waitSince.Store(time.Now().UnixNano())
+		if timeout > 0 {
+			// A frame that came in part waits for the rest here: the
+			// watchdog sweeps parked links only, so the wait has a
+			// deadline of its own.
+			_ = l.conn.SetReadDeadline(time.Now().Add(timeout))
+		}
 		msg, got, err := pc.next(true)
 		if err != nil {
 			pc.release()
@@ -586,7 +592,6 @@ func (l *link) readRun() {
 			return
 		}
 		if got {
-			l.waitSince.Store(0)
 			if code, reason := l.take(msg); code != 0 {
 				pc.release()
 				l.end(code, reason, true)
@@ -597,6 +602,9 @@ func (l *link) readRun() {
 			continue
 		}
 		pc.release()
+		if timeout > 0 {
+			_ = l.conn.SetReadDeadline(time.Time{}) // parked, the watchdog's
+		}
 		if l.rfc == nil {
 			l.park(true)
 			return
@@ -607,17 +615,24 @@ func (l *link) readRun() {
 	}
 }
 
-// expire fails the read of a link whose peer has been silent for the read
-// timeout, as a deadline on a waiting read would: a reader waiting now
-// fails at once, and a parked link is given a reader, to fail.
-func (l *link) expire() {
-	if l.closed.Load() {
+// expire fails the read of a parked link whose peer has been silent since
+// since, as a deadline would have. A link that is being read (its peer
+// spoke after all), or that was read and parked again since the sweep
+// looked, is left alone: no deadline of the sweep's is left on it.
+func (l *link) expire(since int64) {
+	if l.closed.Load() || !l.rstate.CompareAndSwap(rParked, rRunning) {
 		return
 	}
-	_ = l.conn.SetReadDeadline(time.Unix(0, 1))
-	if l.rstate.CompareAndSwap(rParked, rRunning) {
-		go l.readRun()
+	if l.waitSince.Load() != since { // read meanwhile: park it again
+		if l.rfc == nil {
+			l.park(false)
+		} else if l.settle() {
+			go l.readRun()
+		}
+		return
 	}
+	pc := l.conn.(parkable)
+	go func() { l.readFailed(pc.timedOut()) }() // the link's lock may be held by a write: not on the sweep's goroutine
 }
 
 // watchdog is the read timeout of parked links: one timer, while there
@@ -675,12 +690,16 @@ func (w *watchdog) remove(l *link) {
 func (t *Transport) sweepWatched() {
 	w := &t.watch
 	limit := int64(t.opts.ReadTimeout)
-	var silent []*link
+	type expiry struct {
+		l     *link
+		since int64
+	}
+	var silent []expiry
 	w.mu.Lock()
 	now := time.Now().UnixNano()
 	for l := w.links; l != nil; l = l.wnext {
 		if since := l.waitSince.Load(); since != 0 && now-since >= limit {
-			silent = append(silent, l)
+			silent = append(silent, expiry{l, since})
 		}
 	}
 	if w.links != nil {
@@ -689,8 +708,8 @@ func (t *Transport) sweepWatched() {
 		w.armed = false
 	}
 	w.mu.Unlock()
-	for _, l := range silent {
-		l.expire()
+	for _, e := range silent {
+		e.l.expire(e.since)
 	}
 }
 
@@ -1018,6 +1037,9 @@ type parkable interface {
 	release()
 	// timeout is the read timeout (0: none).
 	timeout() time.Duration
+	// timedOut closes the connection of a parked reader whose peer was
+	// silent for the timeout, and returns the error its read would have.
+	timedOut() error
 }
 
 var (
