@@ -614,3 +614,68 @@ func TestWebSocketPeersSilentMidFrameAreCut(t *testing.T) {
 	default:
 	}
 }
+
+// When the poller fails (netpoll gives up on it), every parked connection
+// goes back to reading with a goroutine of its own, and goes on working;
+// later connections get a new poller.
+func TestWebSocketPollerFailureFallsBackToGoroutines(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	const n = 4
+	conns := make([]*wsConn, n)
+	for i := range conns {
+		conns[i] = dialWS(t, sessionWS(ts.negotiate(t), 0), nil)
+		conns[i].frame()
+	}
+	hnc, hbr := hixieDial(t, sessionWS(ts.negotiate(t), 0))
+	if _, err := hixieNext(hbr); err != nil {
+		t.Fatal(err)
+	}
+	waitLinksIdle(t)
+	netpoll.FailForTests()
+	later := dialWS(t, sessionWS(ts.negotiate(t), 0), nil)
+	later.frame()
+	echoed := func(c *wsConn, seq uint64, data string) {
+		t.Helper()
+		c.sendFrame(wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: data})
+		var gotAck, gotEcho bool
+		for !gotAck || !gotEcho {
+			switch f := c.frame(); {
+			case f.Kind == wire.KindAck && f.Seq == seq:
+				gotAck = true
+			case f.Kind == wire.KindMessage && f.Data == data:
+				gotEcho = true
+			case f.Kind == wire.KindHeartbeat:
+			default:
+				t.Fatalf("frame %+v", f)
+			}
+		}
+		c.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: seq})
+	}
+	hixieEchoed := func(seq uint64, data string) {
+		t.Helper()
+		fmt.Fprintf(hnc, "\x00%s\xff", wire.AppendFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: data}))
+		var gotAck, gotEcho bool
+		for !gotAck || !gotEcho {
+			msg, err := hixieNext(hbr)
+			if err != nil {
+				t.Fatalf("hixie peer: %v", err)
+			}
+			switch f, _ := wire.ParseFrame(msg); {
+			case f.Kind == wire.KindAck && f.Seq == seq:
+				gotAck = true
+			case f.Kind == wire.KindMessage && f.Data == data:
+				gotEcho = true
+			case f.Kind == wire.KindHeartbeat:
+			default:
+				t.Fatalf("hixie peer: frame %q", msg)
+			}
+		}
+		fmt.Fprintf(hnc, "\x00%s\xff", wire.AppendFrame(nil, wire.Frame{Kind: wire.KindAck, Seq: seq}))
+	}
+	for round := uint64(1); round <= 2; round++ {
+		for i, c := range append(conns, later) {
+			echoed(c, round, fmt.Sprintf("%d/%d", i, round))
+		}
+		hixieEchoed(round, fmt.Sprintf("hixie/%d", round))
+	}
+}

@@ -266,7 +266,7 @@ func (c *rfcConn) release() {
 }
 
 func (c *rfcConn) netConn() net.Conn      { return c.nc }
-func (c *rfcConn) setParked()             { c.parked = true }
+func (c *rfcConn) setParked(p bool)       { c.parked = p }
 func (c *rfcConn) timeout() time.Duration { return c.readTimeout }
 func (c *rfcConn) timedOut() error        { return c.broken(os.ErrDeadlineExceeded) }
 
@@ -380,7 +380,7 @@ func (h *hixieConn) next(bool) (string, bool, error) {
 func (h *hixieConn) buffered() int          { return h.c.Buffered() }
 func (h *hixieConn) release()               {} // the hixie.Conn keeps its reader
 func (h *hixieConn) netConn() net.Conn      { return h.c.NetConn() }
-func (h *hixieConn) setParked()             { h.parked = true }
+func (h *hixieConn) setParked(p bool)       { h.parked = p }
 func (h *hixieConn) timeout() time.Duration { return h.readTimeout }
 
 func (h *hixieConn) timedOut() error {

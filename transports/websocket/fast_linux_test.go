@@ -129,7 +129,7 @@ func TestSweepLeavesALinkBeingReadAlone(t *testing.T) {
 	if !c.initRaw() {
 		t.Fatal("no raw connection")
 	}
-	c.setParked()
+	c.setParked(true)
 	s := testSession(t)
 	l := &link{t: tr, ep: s, conn: c, rfc: c}
 	l.runner.F = func() {}

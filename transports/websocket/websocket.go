@@ -371,7 +371,7 @@ func (l *link) startReading() {
 		return
 	}
 	l.desc = desc
-	pc.setParked()
+	pc.setParked(true)
 	if pc.timeout() > 0 {
 		l.t.watch.add(l, l.t.opts.ReadTimeout)
 		l.watched = true
@@ -440,7 +440,7 @@ func (l *link) fastRead() {
 			l.waitSince.Store(time.Now().UnixNano())
 			l.rstate.Store(rParked)
 			if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
-				go l.readRun() // closed meanwhile: readRun finds out
+				go l.readAlone() // the poller will not have it
 			}
 			return
 		}
@@ -472,6 +472,32 @@ func (l *link) fastRead() {
 	}
 	l.waitSince.Store(time.Now().UnixNano())
 	l.rstate.Store(rParked)
+	l.leftByPoller()
+}
+
+// leftByPoller, after an RFC 6455 link parks, finds out whether its poller
+// failed (the registration is closed, and no report will come any more):
+// the link then reads with a goroutine of its own. (A failing poller
+// closes the registration before its last report: a link parked before
+// that report is read by it, and parks here again.)
+func (l *link) leftByPoller() {
+	if l.desc.Closed() && !l.closed.Load() && l.rstate.CompareAndSwap(rParked, rRunning) {
+		go l.readAlone()
+	}
+}
+
+// readAlone reads the link with a goroutine of its own from now on, as
+// where there is no poller: the connection sets its own read deadlines
+// again, and the watchdog lets it go.
+func (l *link) readAlone() {
+	l.conn.(parkable).setParked(false)
+	l.mu.Lock()
+	if l.watched {
+		l.watched = false
+		l.t.watch.remove(l)
+	}
+	l.mu.Unlock()
+	l.readLoop()
 }
 
 // fastFrames takes the complete, unfragmented, small frames at the head of
@@ -542,6 +568,7 @@ func (l *link) settle() bool {
 		case err == errWouldBlock:
 			l.waitSince.Store(time.Now().UnixNano())
 			if l.rstate.CompareAndSwap(rRunning, rParked) {
+				l.leftByPoller()
 				return false
 			}
 			l.rstate.Store(rRunning) // it was rPending: bytes came meanwhile; look again
@@ -557,8 +584,8 @@ func (l *link) settle() bool {
 
 // park re-arms a hixie connection in the poller and lets the reader's
 // goroutine go. If the poller will not have it (the connection just
-// closed), the reader goes on as readLoop, which finds out: inline if
-// inline, else in a goroutine.
+// closed, or the poller failed), the reader goes on as readAlone: inline
+// if inline, else in a goroutine.
 func (l *link) park(inline bool) {
 	if l.closed.Load() {
 		return
@@ -567,9 +594,9 @@ func (l *link) park(inline bool) {
 	l.rstate.Store(rParked)
 	if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
 		if inline {
-			l.readLoop()
+			l.readAlone()
 		} else {
-			go l.readLoop()
+			go l.readAlone()
 		}
 	}
 }
@@ -1025,8 +1052,9 @@ func (l *link) readFailed(err error) {
 type parkable interface {
 	// netConn is the connection whose readiness the poller watches.
 	netConn() net.Conn
-	// setParked leaves the read deadline to the link's watchdog.
-	setParked()
+	// setParked leaves the read deadline to the link's watchdog (or,
+	// false, to the connection's reads again).
+	setParked(bool)
 	// next reads a message; with dry, it may return none (got false)
 	// after a control frame, when nothing else has been read.
 	next(dry bool) (msg string, got bool, err error)
