@@ -679,3 +679,32 @@ func TestWebSocketPollerFailureFallsBackToGoroutines(t *testing.T) {
 		hixieEchoed(round, fmt.Sprintf("hixie/%d", round))
 	}
 }
+
+// A peer slow to read leaves a write pending; the acknowledgements it sends
+// meanwhile (taken by the poller) reach the session at once, freeing its
+// queue, not once the write is done.
+func TestWebSocketAcksTakenDuringAPendingWrite(t *testing.T) {
+	ts := newTestServer(t, echo, Options{
+		Session:   session.Config{MaxQueueBytes: 64 << 20, MaxQueueMessages: 4096},
+		WebSocket: websocket.Options{WriteTimeout: time.Minute},
+	})
+	c := ts.negotiate(t)
+	conn := dialWS(t, sessionWS(c, 0), nil)
+	conn.frame()
+	s := ts.Session(c.SessionID)
+	waitLinksIdle(t)
+	big := strings.Repeat("x", 60<<10)
+	const n = 400 // far more than the socket buffers hold
+	for i := 0; i < n; i++ {
+		if err := s.Send(testCtx(t), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStacks(t, 1, "(*link).writeRest", "(*rfcConn).writeRest")
+	conn.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: 2})
+	waitQueued(t, s, n-2)
+	if got := countStacks("(*link).writeRest", "(*rfcConn).writeRest"); got != 1 {
+		t.Fatalf("%d writes pending after the acknowledgement, want the one still", got)
+	}
+	conn.nc.Close() // the pending write fails now
+}

@@ -799,6 +799,15 @@ func (l *link) pump() {
 }
 
 func (l *link) pumpLocked() {
+	if l.busy && !l.ended {
+		// A write waits for a peer slow to read: what it acknowledged
+		// meanwhile (fastRead took it) frees the session's queue now. One
+		// the session refuses is pumpOnce's to act on, after the write.
+		if a := l.ackIn.Load(); a > l.ackApplied && l.ep.Ack(context.Background(), a) == nil {
+			l.ackApplied = a
+		}
+		return
+	}
 	for !l.ended && !l.busy && l.pumpOnce() {
 	}
 }
