@@ -250,9 +250,12 @@ func parseAck(s string) (uint64, error) {
 // message, a control frame to answer, a partial frame, an error) goes to
 // readRun, a goroutine that lives until the peer has nothing more to say.
 // hixie connections are re-armed one report at a time and read by
-// readRun. Where there is no poller (not Linux; TLS, whose records hide
-// bytes from the socket's readiness), readLoop reads in a goroutine of
-// its own.
+// readRun. The poller's goroutine reads one connection at most fastReads
+// times a turn; a parked link's read timeout is the watchdog's, and
+// readRun's wait for the rest of a frame has a deadline of its own. Where
+// there is no poller (not Linux; TLS, whose records hide bytes from the
+// socket's readiness; a poller that failed), readLoop reads in a
+// goroutine of its own.
 type link struct {
 	t    *Transport
 	ep   session.Endpoint
