@@ -582,3 +582,129 @@ func TestWebSocketPeerLeavingRightAfterAFrameIsSeen(t *testing.T) {
 		}
 	}
 }
+
+// Peers that send part of a frame and go silent are cut at the read
+// timeout: the reader that waits for the rest of the frame has a
+// deadline of its own (the watchdog sweeps parked links only).
+func TestWebSocketPeersSilentMidFrameAreCut(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{WebSocket: websocket.Options{ReadTimeout: 300 * time.Millisecond}})
+	conn := dialWS(t, sessionWS(ts.negotiate(t), 0), nil)
+	conn.frame()
+	rc.session(t)
+	frame := ws.MustCompileFrame(ws.MaskFrame(ws.NewTextFrame(wire.AppendFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: 1, Data: "cut short"}))))
+	if _, err := conn.nc.Write(frame[:len(frame)-3]); err != nil {
+		t.Fatal(err)
+	}
+	hc := ts.negotiate(t)
+	hnc, hbr := hixieDial(t, sessionWS(hc, 0))
+	if _, err := hixieNext(hbr); err != nil {
+		t.Fatal(err)
+	}
+	rc.session(t)
+	if _, err := io.WriteString(hnc, "\x00m1:cut sho"); err != nil {
+		t.Fatal(err)
+	}
+	if !ts.clock.WaitPending(30*time.Second, 2, testCtx(t).Done()) {
+		t.Fatal("peers silent in the middle of a frame never cut")
+	}
+	select {
+	case m := <-rc.got:
+		t.Fatalf("the application got %q", m)
+	default:
+	}
+}
+
+// When the poller fails (netpoll gives up on it), every parked connection
+// goes back to reading with a goroutine of its own, and goes on working;
+// later connections get a new poller.
+func TestWebSocketPollerFailureFallsBackToGoroutines(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	const n = 4
+	conns := make([]*wsConn, n)
+	for i := range conns {
+		conns[i] = dialWS(t, sessionWS(ts.negotiate(t), 0), nil)
+		conns[i].frame()
+	}
+	hnc, hbr := hixieDial(t, sessionWS(ts.negotiate(t), 0))
+	if _, err := hixieNext(hbr); err != nil {
+		t.Fatal(err)
+	}
+	waitLinksIdle(t)
+	netpoll.FailForTests()
+	later := dialWS(t, sessionWS(ts.negotiate(t), 0), nil)
+	later.frame()
+	echoed := func(c *wsConn, seq uint64, data string) {
+		t.Helper()
+		c.sendFrame(wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: data})
+		var gotAck, gotEcho bool
+		for !gotAck || !gotEcho {
+			switch f := c.frame(); {
+			case f.Kind == wire.KindAck && f.Seq == seq:
+				gotAck = true
+			case f.Kind == wire.KindMessage && f.Data == data:
+				gotEcho = true
+			case f.Kind == wire.KindHeartbeat:
+			default:
+				t.Fatalf("frame %+v", f)
+			}
+		}
+		c.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: seq})
+	}
+	hixieEchoed := func(seq uint64, data string) {
+		t.Helper()
+		fmt.Fprintf(hnc, "\x00%s\xff", wire.AppendFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: data}))
+		var gotAck, gotEcho bool
+		for !gotAck || !gotEcho {
+			msg, err := hixieNext(hbr)
+			if err != nil {
+				t.Fatalf("hixie peer: %v", err)
+			}
+			switch f, _ := wire.ParseFrame(msg); {
+			case f.Kind == wire.KindAck && f.Seq == seq:
+				gotAck = true
+			case f.Kind == wire.KindMessage && f.Data == data:
+				gotEcho = true
+			case f.Kind == wire.KindHeartbeat:
+			default:
+				t.Fatalf("hixie peer: frame %q", msg)
+			}
+		}
+		fmt.Fprintf(hnc, "\x00%s\xff", wire.AppendFrame(nil, wire.Frame{Kind: wire.KindAck, Seq: seq}))
+	}
+	for round := uint64(1); round <= 2; round++ {
+		for i, c := range append(conns, later) {
+			echoed(c, round, fmt.Sprintf("%d/%d", i, round))
+		}
+		hixieEchoed(round, fmt.Sprintf("hixie/%d", round))
+	}
+}
+
+// A peer slow to read leaves a write pending; the acknowledgements it sends
+// meanwhile (taken by the poller) reach the session at once, freeing its
+// queue, not once the write is done.
+func TestWebSocketAcksTakenDuringAPendingWrite(t *testing.T) {
+	ts := newTestServer(t, echo, Options{
+		Session:   session.Config{MaxQueueBytes: 64 << 20, MaxQueueMessages: 4096},
+		WebSocket: websocket.Options{WriteTimeout: time.Minute},
+	})
+	c := ts.negotiate(t)
+	conn := dialWS(t, sessionWS(c, 0), nil)
+	conn.frame()
+	s := ts.Session(c.SessionID)
+	waitLinksIdle(t)
+	big := strings.Repeat("x", 60<<10)
+	const n = 400 // far more than the socket buffers hold
+	for i := 0; i < n; i++ {
+		if err := s.Send(testCtx(t), big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitStacks(t, 1, "(*link).writeRest", "(*rfcConn).writeRest")
+	conn.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: 2})
+	waitQueued(t, s, n-2)
+	if got := countStacks("(*link).writeRest", "(*rfcConn).writeRest"); got != 1 {
+		t.Fatalf("%d writes pending after the acknowledgement, want the one still", got)
+	}
+	conn.nc.Close() // the pending write fails now
+}

@@ -17,9 +17,10 @@ const Supported = true
 // file: its goroutine parks there, not in a blocking epoll_wait, and ends
 // when the file is closed.
 type instance struct {
-	f  *os.File
-	rc syscall.RawConn
-	n  int // registrations not yet closed; under reg.mu
+	f      *os.File
+	rc     syscall.RawConn
+	n      int         // registrations not yet closed; under reg.mu
+	failed atomic.Bool // given up (fail): run reports nothing more
 }
 
 // reg is the process's poller: one instance at a time, made at the first
@@ -147,6 +148,9 @@ func (inst *instance) run() {
 			if n == 0 {
 				return false
 			}
+			if inst.failed.Load() {
+				return true
+			}
 			reg.mu.Lock()
 			for _, ev := range events[:n] {
 				id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
@@ -181,6 +185,9 @@ func (inst *instance) alive() bool {
 // reported readable once, so that its reader runs and, failing to re-arm,
 // reads with a goroutine instead.
 func (inst *instance) fail() {
+	if inst.failed.Swap(true) {
+		return
+	}
 	reg.mu.Lock()
 	if reg.inst == inst {
 		reg.inst = nil
@@ -197,6 +204,23 @@ func (inst *instance) fail() {
 		d.fn()
 	}
 }
+
+// FailForTests gives up on the current poller as if waiting on it had
+// failed: each of its registrations is reported once more and then never,
+// Arm fails, Closed is true, and the next Register makes a new poller.
+// It lets callers' tests try their way back to reading with a goroutine.
+func FailForTests() {
+	reg.mu.Lock()
+	inst := reg.inst
+	reg.mu.Unlock()
+	if inst != nil {
+		inst.fail()
+	}
+}
+
+// Closed reports whether the registration is closed: by Close, or because
+// its poller failed (no report will come any more: read with a goroutine).
+func (d *Desc) Closed() bool { return d.closed.Load() }
 
 // ctl applies op to the registration, holding both descriptors open
 // meanwhile, so that neither number can be reused under the call.

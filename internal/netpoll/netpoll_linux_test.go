@@ -205,3 +205,43 @@ func TestEdgeReportsEachArrival(t *testing.T) {
 	cli[0].Close()
 	wait(t, fired, "peer closed")
 }
+
+// A poller that fails reports each registration once more, then never;
+// Arm fails and Closed says so; the next registration gets a new poller.
+func TestFailedPollerLetsGo(t *testing.T) {
+	srv, cli := pairs(t, 2)
+	oneShot := make(chan int, 16)
+	d1, err := Register(raw(t, srv[0]), OneShot, func() { oneShot <- 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Close()
+	edge := make(chan int, 16)
+	d2, err := Register(raw(t, srv[1]), Edge, func() { edge <- 1 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d2.Close()
+	FailForTests()
+	wait(t, oneShot, "one-shot registration at the failure")
+	wait(t, edge, "edge registration at the failure")
+	if !d1.Closed() || !d2.Closed() {
+		t.Fatal("registrations of a failed poller not closed")
+	}
+	if err := d1.Arm(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("arm on a failed poller: %v", err)
+	}
+	cli[1].Write([]byte("x"))
+	d3, err := Register(raw(t, srv[0]), OneShot, func() { oneShot <- 3 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d3.Close()
+	cli[0].Write([]byte("y"))
+	if v := wait(t, oneShot, "a registration after the failure"); v != 3 {
+		t.Fatalf("report %d, want the new registration's", v)
+	}
+	if len(edge) != 0 {
+		t.Fatal("a failed poller reported a registration again")
+	}
+}

@@ -14,7 +14,10 @@
 // the client hanging up (epoll, one goroutine for all of them), so the
 // session learns of an abandoned poll at once, as it does from net/http.
 // HTTP/2 polls, and polls behind a ResponseWriter that cannot be hijacked,
-// are held by net/http as before.
+// are held by net/http as before. http.Server.Shutdown does not wait for
+// hijacked connections: when it begins (RegisterOnShutdown), the server's
+// parked polls are answered at once, with a heartbeat if nothing else is
+// due, and Connection: close.
 package longpoll
 
 import (
@@ -65,7 +68,12 @@ type Options struct {
 	// The client then opens a new connection for its next poll. (Handing
 	// back is http.Server.Serve on a listener that yields that connection:
 	// the server's ConnState hook sees it hijacked, then new again, and
-	// its BaseContext and ConnContext hooks run again.)
+	// its BaseContext and ConnContext hooks run again.) A connection is
+	// not handed back to an http.Server that is shut down or closed: the
+	// answer then says Connection: close. Nothing shows a handler that
+	// the server's keep-alives are off (SetKeepAlivesEnabled(false)): set
+	// CloseParked on such a server, or it serves one more request on each
+	// connection handed back.
 	CloseParked bool
 	// WriteTimeout bounds writing a parked poll's answer (default 10 s).
 	WriteTimeout time.Duration
@@ -89,12 +97,13 @@ type Transport struct {
 
 	mu      sync.Mutex
 	stats   ParkStats
-	changed chan struct{} // closed and replaced when stats change
+	changed chan struct{}            // closed and replaced when stats change
+	servers map[*http.Server]*served // those polls were parked from (kept: each was told of us once)
 }
 
 // ParkStats count parked polls.
 type ParkStats struct {
-	Parked  int    // polls parked now (answers being written included)
+	Parked  int    // polls parked now (being parked, and answers being written, included)
 	Parks   uint64 // polls parked since the transport was made
 	HangUps uint64 // parked polls whose client closed the connection before the answer
 }
@@ -136,7 +145,10 @@ func (lp *Transport) ParkStats() (ParkStats, <-chan struct{}) {
 // WaitParked returns once no poll is parked (every parked poll answered
 // and its connection handed back or closed), or ctx ends. A server that
 // frees its sessions calls it after, so that no answer is still being
-// written when it returns.
+// written when it returns. A poll is counted from before its connection
+// is hijacked: until then its request is net/http's, and
+// http.Server.Shutdown waits for it; a poll whose request net/http still
+// serves is not waited for here.
 func (lp *Transport) WaitParked(ctx context.Context) error {
 	for {
 		st, changed := lp.ParkStats()
@@ -154,9 +166,13 @@ func (lp *Transport) WaitParked(ctx context.Context) error {
 func (lp *Transport) parkChange(f func(*ParkStats)) {
 	lp.mu.Lock()
 	f(&lp.stats)
+	lp.changedLocked()
+	lp.mu.Unlock()
+}
+
+func (lp *Transport) changedLocked() {
 	close(lp.changed)
 	lp.changed = make(chan struct{})
-	lp.mu.Unlock()
 }
 
 // poller is one poll request as the session sees it: held by its request's

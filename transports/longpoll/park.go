@@ -11,10 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cometkit/cometkit/internal/httpx"
 	"github.com/cometkit/cometkit/internal/wakeup"
+	"github.com/cometkit/cometkit/transports/wire"
 )
 
 // parked is a poll whose connection has been taken off net/http: no
@@ -22,17 +24,29 @@ import (
 // its answer is kept. The session's Wake and Kick start runner, which
 // answers the poll if there is something to say.
 type parked struct {
-	p        *poller
-	conn     net.Conn
-	early    []byte       // bytes the client sent after the poll, already read by net/http
-	srv      *http.Server // to hand the connection back to; nil to close it
-	callback string
-	head     []byte // the answer's header lines but Content-Type, Content-Length and Date
-	runner   wakeup.Runner
-	watched  watchHandle
+	p          *poller
+	conn       net.Conn
+	early      []byte  // bytes the client sent after the poll, already read by net/http
+	srv        *served // the http.Server the poll came from, if known
+	prev, next *parked // in srv.polls (under Transport.mu)
+	callback   string
+	head       []byte // the answer's header lines but Content-Type, Content-Length and Date
+	runner     wakeup.Runner
+	watched    watchHandle
 
 	mu   sync.Mutex // serialises answering and hanging up
 	done bool
+	keep bool // hand the connection back to srv after the answer; else close it
+}
+
+// served is an http.Server that polls were parked from. Its Shutdown
+// does not wait for hijacked connections, and tells of itself only to
+// the functions given to RegisterOnShutdown: on that word its parked
+// polls are answered at once.
+type served struct {
+	srv   *http.Server
+	down  atomic.Bool // its Shutdown has begun
+	polls *parked     // parked now, through prev and next (under Transport.mu)
 }
 
 // parkable reports whether r's connection may be parked: HTTP/1.1 (for
@@ -50,8 +64,13 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 	// middleware added), and the no-cache ones every answer carries.
 	h := w.Header()
 	httpx.NoCache(h)
+	// Counted before the hijack: from the moment net/http lets go of the
+	// connection (http.Server.Shutdown stops waiting for it), WaitParked
+	// waits for it instead.
+	lp.parkChange(func(st *ParkStats) { st.Parked++ })
 	conn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
+		lp.parkChange(func(st *ParkStats) { st.Parked-- })
 		return false
 	}
 	pk := &parked{p: p, conn: conn, callback: strings.Clone(callback), head: lp.internHead(appendHeaderLines(nil, h))}
@@ -60,12 +79,11 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 		pk.early, _ = brw.Reader.Peek(n)
 		pk.early = bytes.Clone(pk.early)
 	}
-	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && !r.Close && !lp.opts.CloseParked {
-		pk.srv = srv
-	}
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	pk.keep = srv != nil && !r.Close && !lp.opts.CloseParked
 	pk.runner.F = pk.pump
-	lp.parkChange(func(st *ParkStats) { st.Parked++; st.Parks++ })
 	pk.mu.Lock()
+	lp.enlist(pk, srv)
 	p.pk = pk
 	p.parked.Store(true)
 	if note, _ := p.note.Load().(chan struct{}); note != nil {
@@ -76,6 +94,65 @@ func (lp *Transport) park(w http.ResponseWriter, r *http.Request, p *poller, cal
 	// Whatever the session said since the last look is answered now.
 	pk.runner.Wake()
 	return true
+}
+
+// enlist counts pk parked, and lists it with the other polls parked from
+// srv (if known), which is told to answer them when it shuts down.
+func (lp *Transport) enlist(pk *parked, srv *http.Server) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if srv != nil {
+		sv := lp.servers[srv]
+		if sv == nil {
+			if lp.servers == nil {
+				lp.servers = map[*http.Server]*served{}
+			}
+			sv = &served{srv: srv}
+			lp.servers[srv] = sv
+			srv.RegisterOnShutdown(func() { lp.shutDown(sv) })
+		}
+		pk.srv, pk.next = sv, sv.polls
+		if sv.polls != nil {
+			sv.polls.prev = pk
+		}
+		sv.polls = pk
+	}
+	lp.stats.Parks++
+	lp.changedLocked()
+}
+
+// delist counts pk no longer parked.
+func (lp *Transport) delist(pk *parked) {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if sv := pk.srv; sv != nil {
+		if pk.prev != nil {
+			pk.prev.next = pk.next
+		} else if sv.polls == pk {
+			sv.polls = pk.next
+		}
+		if pk.next != nil {
+			pk.next.prev = pk.prev
+		}
+		pk.prev, pk.next = nil, nil
+	}
+	lp.stats.Parked--
+	lp.changedLocked()
+}
+
+// shutDown answers the polls parked from sv, whose Shutdown has begun
+// (it will not wait for them), and those parked from it from now on.
+func (lp *Transport) shutDown(sv *served) {
+	sv.down.Store(true)
+	lp.mu.Lock()
+	var polls []*parked
+	for pk := sv.polls; pk != nil; pk = pk.next {
+		polls = append(polls, pk)
+	}
+	lp.mu.Unlock()
+	for _, pk := range polls {
+		pk.runner.Wake()
+	}
 }
 
 // internHead returns the head parked polls share when it equals head (as
@@ -155,7 +232,14 @@ func (pk *parked) pump() {
 	}
 	o, ready := pk.p.next(context.Background(), nil)
 	if !ready {
-		return
+		if pk.srv == nil || !pk.srv.down.Load() {
+			return
+		}
+		// The http.Server is shutting down and will not wait for this
+		// connection: the client is told to poll again, as at the
+		// heartbeat, and the answer says Connection: close.
+		pk.p.ep.Detach(pk.p)
+		o = outcome{extra: []wire.Frame{{Kind: wire.KindHeartbeat}}}
 	}
 	if o.fail {
 		body, _ := httpx.ErrorJSON(httpx.ErrorBody{Error: "internal", Message: pullFailed})
@@ -177,14 +261,15 @@ func (pk *parked) hangUp() {
 		return
 	}
 	pk.p.ep.Detach(pk.p)
-	pk.finish(false)
+	pk.finish()
 	pk.p.lp.parkChange(func(st *ParkStats) { st.HangUps++ })
 }
 
-// respond writes a whole HTTP/1.1 response and ends the parked poll.
+// respond writes a whole HTTP/1.1 response and ends the parked poll: its
+// connection goes back to the http.Server for the client's next request,
+// or is closed.
 func (pk *parked) respond(status int, contentType string, body []byte) {
-	keep := pk.srv != nil
-	buf := make([]byte, 0, 128+len(pk.head)+len(body))
+	buf := make([]byte, 0, 160+len(pk.head)+len(body))
 	buf = append(buf, "HTTP/1.1 "...)
 	buf = strconv.AppendInt(buf, int64(status), 10)
 	buf = append(buf, ' ')
@@ -197,41 +282,129 @@ func (pk *parked) respond(status int, contentType string, body []byte) {
 	buf = append(buf, contentType...)
 	buf = append(buf, "\r\nDate: "...)
 	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
-	if !keep {
-		buf = append(buf, "\r\nConnection: close"...)
-	}
-	buf = append(buf, "\r\n\r\n"...)
-	buf = append(buf, body...)
 	lp := pk.p.lp
-	_ = pk.conn.SetWriteDeadline(time.Now().Add(lp.opts.WriteTimeout))
-	_, err := pk.conn.Write(buf)
+	pk.done = true
+	// Before the connection is closed or handed back, while its
+	// descriptor is still its own.
+	lp.watch.remove(pk.watched)
+	a := &answer{conn: pk.conn, buf: buf, body: body, timeout: lp.opts.WriteTimeout}
+	var err error
+	if pk.keep {
+		err = a.handBack(pk.srv.srv, pk.early)
+	} else {
+		err = a.write(false)
+		_ = pk.conn.Close()
+	}
 	if err != nil {
 		// Nothing is lost: messages stay held until acknowledged, and the
 		// next poll brings them again.
 		lp.opts.Logger.Info("longpoll: writing a parked poll's answer failed; the next poll resumes",
 			"session", pk.p.ep.ID(), "err", err)
 	}
-	pk.finish(keep && err == nil)
+	lp.delist(pk)
 }
 
-// finish stops watching the connection, then hands it back to the
-// http.Server (keep) or closes it.
-func (pk *parked) finish(keep bool) {
+// finish ends a parked poll that is not answered: it stops watching the
+// connection and closes it.
+func (pk *parked) finish() {
 	pk.done = true
 	lp := pk.p.lp
 	lp.watch.remove(pk.watched)
-	if !keep || !handBack(pk.srv, pk.conn, pk.early) {
-		_ = pk.conn.Close()
-	}
-	lp.parkChange(func(st *ParkStats) { st.Parked-- })
+	_ = pk.conn.Close()
+	lp.delist(pk)
 }
 
-// handBack gives a connection whose last response is complete to srv, to
-// serve the client's next requests on it as on any kept-alive connection.
-// It reports false if srv is shutting down (the caller closes it).
-func handBack(srv *http.Server, conn net.Conn, early []byte) bool {
+// answer is a parked poll's response, but for the end of its header.
+type answer struct {
+	conn    net.Conn
+	buf     []byte // the status line and header lines, the last without its line break
+	body    []byte
+	timeout time.Duration
+}
+
+// write writes the answer; unless keep, it says Connection: close.
+func (a *answer) write(keep bool) error {
+	buf := a.buf
+	if !keep {
+		buf = append(buf, "\r\nConnection: close"...)
+	}
+	buf = append(buf, "\r\n\r\n"...)
+	buf = append(buf, a.body...)
+	_ = a.conn.SetWriteDeadline(time.Now().Add(a.timeout))
+	_, err := a.conn.Write(buf)
+	return err
+}
+
+// handBack writes the answer and gives the connection to srv, to serve the
+// client's next requests on it as on any kept-alive connection. Both
+// happen in http.Server.Serve, on a listener that yields the connection
+// once: Serve asks for it only if srv is not shut down or closed (it
+// returns ErrServerClosed first), and only then does the answer promise
+// keep-alive. Otherwise the answer says Connection: close, as net/http's
+// own answers do once Shutdown has begun, and the connection is closed.
+//
+// What no handler can see is http.Server.SetKeepAlivesEnabled(false):
+// there is no getter, and it changes nothing in the request. Such a server
+// gets the connection back all the same, serves the client's next request
+// on it, and closes it after that answer (Options.CloseParked avoids it).
+func (a *answer) handBack(srv *http.Server, early []byte) error {
+	l := &oneConnListener{a: a, srv: srv, early: early}
+	_ = srv.Serve(l) // returns once the connection is taken: the next Accept fails
+	switch {
+	case l.taken:
+		return nil
+	case !l.asked: // srv is shut down or closed
+		err := a.write(false)
+		_ = a.conn.Close()
+		return err
+	default:
+		_ = a.conn.Close()
+		return l.err
+	}
+}
+
+// oneConnListener is a net.Listener that accepts one connection, once the
+// answer is written on it, then fails: http.Server.Serve(l) starts serving
+// the connection and returns.
+type oneConnListener struct {
+	a     *answer
+	srv   *http.Server
+	early []byte
+	asked bool  // Accept was called
+	taken bool  // and returned the connection
+	err   error // writing the answer, or readying the connection, failed
+}
+
+// errHandedBack ends Serve's loop. (Not a net.Error: a temporary one would
+// have Serve log it, sleep and ask again.)
+var errHandedBack = errors.New("longpoll: connection handed back")
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	if l.asked {
+		return nil, errHandedBack
+	}
+	l.asked = true
+	if l.err = l.a.write(true); l.err != nil {
+		return nil, errHandedBack
+	}
+	conn, err := kept(l.srv, l.a.conn, l.early)
+	if err != nil {
+		l.err = err
+		return nil, errHandedBack
+	}
+	l.taken = true
+	return conn, nil
+}
+
+func (l *oneConnListener) Close() error   { return nil }
+func (l *oneConnListener) Addr() net.Addr { return l.a.conn.LocalAddr() }
+
+// kept readies a connection whose last response is complete for srv: with
+// no deadline but srv's, and the bytes net/http had read past the poll
+// read again first.
+func kept(srv *http.Server, conn net.Conn, early []byte) (net.Conn, error) {
 	if err := conn.SetDeadline(time.Time{}); err != nil {
-		return false
+		return nil, err
 	}
 	// net/http takes a connection from Serve as new: it waits for the first
 	// request only as long as ReadHeaderTimeout (or ReadTimeout) says, and
@@ -239,41 +412,18 @@ func handBack(srv *http.Server, conn net.Conn, early []byte) bool {
 	// one between requests: give it IdleTimeout, as net/http would have.
 	if srv.ReadHeaderTimeout <= 0 && srv.ReadTimeout <= 0 && srv.IdleTimeout > 0 {
 		if err := conn.SetReadDeadline(time.Now().Add(srv.IdleTimeout)); err != nil {
-			return false
+			return nil, err
 		}
 	}
 	if len(early) > 0 {
 		pc := &prefixConn{Conn: conn, early: early}
 		if tc, ok := conn.(*tls.Conn); ok {
-			conn = &tlsPrefixConn{prefixConn: pc, tc: tc}
-		} else {
-			conn = pc
+			return &tlsPrefixConn{prefixConn: pc, tc: tc}, nil
 		}
+		return pc, nil
 	}
-	l := &oneConnListener{conn: conn}
-	_ = srv.Serve(l) // returns once the connection is taken: the next Accept fails
-	return l.taken
+	return conn, nil
 }
-
-// oneConnListener is a net.Listener that accepts one connection, then
-// fails: http.Server.Serve(l) starts serving the connection and returns.
-type oneConnListener struct {
-	conn  net.Conn
-	taken bool
-}
-
-var errHandedBack = errors.New("longpoll: connection handed back")
-
-func (l *oneConnListener) Accept() (net.Conn, error) {
-	if l.taken {
-		return nil, errHandedBack
-	}
-	l.taken = true
-	return l.conn, nil
-}
-
-func (l *oneConnListener) Close() error   { return nil }
-func (l *oneConnListener) Addr() net.Addr { return l.conn.LocalAddr() }
 
 // prefixConn reads the bytes net/http had already read past the poll
 // before the connection's own.

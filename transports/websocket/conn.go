@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"os"
 	"sync"
 	"syscall"
 	"time"
@@ -269,8 +270,9 @@ func (c *rfcConn) release() {
 }
 
 func (c *rfcConn) netConn() net.Conn      { return c.nc }
-func (c *rfcConn) setParked()             { c.parked = true }
+func (c *rfcConn) setParked(p bool)       { c.parked = p }
 func (c *rfcConn) timeout() time.Duration { return c.readTimeout }
+func (c *rfcConn) timedOut() error        { return c.broken(os.ErrDeadlineExceeded) }
 
 // peerClosed answers the peer's close frame with the same code, as RFC 6455
 // §5.5.1 asks, or with 1002 if its close frame was malformed.
@@ -382,8 +384,12 @@ func (h *hixieConn) next(bool) (string, bool, error) {
 func (h *hixieConn) buffered() int          { return h.c.Buffered() }
 func (h *hixieConn) release()               {} // the hixie.Conn keeps its reader
 func (h *hixieConn) netConn() net.Conn      { return h.c.NetConn() }
-func (h *hixieConn) setParked()             { h.parked = true }
+func (h *hixieConn) setParked(p bool)       { h.parked = p }
 func (h *hixieConn) timeout() time.Duration { return h.readTimeout }
+
+func (h *hixieConn) timedOut() error {
+	return &CloseError{Code: CodeAbnormal, Reason: "connection lost", Err: os.ErrDeadlineExceeded}
+}
 
 func (h *hixieConn) ReadMessage() (string, error) {
 	if h.readTimeout > 0 && !h.parked {

@@ -269,9 +269,12 @@ func parseAck(s string) (uint64, error) {
 // message, a control frame to answer, a partial frame, an error) goes to
 // readRun, a goroutine that lives until the peer has nothing more to say.
 // hixie connections are re-armed one report at a time and read by
-// readRun. Where there is no poller (not Linux; TLS, whose records hide
-// bytes from the socket's readiness), readLoop reads in a goroutine of
-// its own.
+// readRun. The poller's goroutine reads one connection at most fastReads
+// times a turn; a parked link's read timeout is the watchdog's, and
+// readRun's wait for the rest of a frame has a deadline of its own. Where
+// there is no poller (not Linux; TLS, whose records hide bytes from the
+// socket's readiness; a poller that failed), readLoop reads in a
+// goroutine of its own.
 type link struct {
 	t    *Transport
 	ep   session.Endpoint
@@ -288,7 +291,7 @@ type link struct {
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
-	waitSince atomic.Int64 // Unix ns since when we wait for the peer; 0 while the session takes a message
+	waitSince atomic.Int64 // Unix ns since when the parked link waits for its peer (set as it parks)
 	wprev     *link        // in Transport.watch's list (under its lock)
 	wnext     *link
 	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
@@ -393,7 +396,7 @@ func (l *link) startReading() {
 		return
 	}
 	l.desc = desc
-	pc.setParked()
+	pc.setParked(true)
 	if pc.timeout() > 0 {
 		l.t.watch.add(l, l.t.opts.ReadTimeout)
 		l.watched = true
@@ -437,6 +440,11 @@ func (l *link) readable() {
 // fastBuffers hold what the poller's goroutine reads, for the time it reads.
 var fastBuffers = sync.Pool{New: func() any { return new([4096]byte) }}
 
+// fastReads bounds the reads (of a fastBuffers' buffer each) of one
+// connection's turn on the poller's goroutine: a peer that sends as fast
+// as it is read must not keep the goroutine from the others.
+const fastReads = 16
+
 // fastRead reads, on the poller's goroutine and without waiting, what the
 // peer sent, and takes the frames that need nothing but a note:
 // acknowledgements (pump gives them to the session) and heartbeats, and
@@ -447,7 +455,20 @@ func (l *link) fastRead() {
 	bp := fastBuffers.Get().(*[4096]byte)
 	defer fastBuffers.Put(bp)
 	acked := false
-	for {
+	for reads := 0; ; reads++ {
+		if reads == fastReads {
+			// The turn is over: re-armed, the connection is reported
+			// again after the others that are ready.
+			if acked {
+				l.runner.Wake()
+			}
+			l.waitSince.Store(time.Now().UnixNano())
+			l.rstate.Store(rParked)
+			if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
+				go l.readAlone() // the poller will not have it
+			}
+			return
+		}
 		n, err := c.readNB(bp[:])
 		if err == errWouldBlock {
 			break
@@ -476,6 +497,32 @@ func (l *link) fastRead() {
 	}
 	l.waitSince.Store(time.Now().UnixNano())
 	l.rstate.Store(rParked)
+	l.leftByPoller()
+}
+
+// leftByPoller, after an RFC 6455 link parks, finds out whether its poller
+// failed (the registration is closed, and no report will come any more):
+// the link then reads with a goroutine of its own. (A failing poller
+// closes the registration before its last report: a link parked before
+// that report is read by it, and parks here again.)
+func (l *link) leftByPoller() {
+	if l.desc.Closed() && !l.closed.Load() && l.rstate.CompareAndSwap(rParked, rRunning) {
+		go l.readAlone()
+	}
+}
+
+// readAlone reads the link with a goroutine of its own from now on, as
+// where there is no poller: the connection sets its own read deadlines
+// again, and the watchdog lets it go.
+func (l *link) readAlone() {
+	l.conn.(parkable).setParked(false)
+	l.mu.Lock()
+	if l.watched {
+		l.watched = false
+		l.t.watch.remove(l)
+	}
+	l.mu.Unlock()
+	l.readLoop()
 }
 
 // fastFrames takes the complete, unfragmented, small frames at the head of
@@ -546,6 +593,7 @@ func (l *link) settle() bool {
 		case err == errWouldBlock:
 			l.waitSince.Store(time.Now().UnixNano())
 			if l.rstate.CompareAndSwap(rRunning, rParked) {
+				l.leftByPoller()
 				return false
 			}
 			l.rstate.Store(rRunning) // it was rPending: bytes came meanwhile; look again
@@ -561,8 +609,8 @@ func (l *link) settle() bool {
 
 // park re-arms a hixie connection in the poller and lets the reader's
 // goroutine go. If the poller will not have it (the connection just
-// closed), the reader goes on as readLoop, which finds out: inline if
-// inline, else in a goroutine.
+// closed, or the poller failed), the reader goes on as readAlone: inline
+// if inline, else in a goroutine.
 func (l *link) park(inline bool) {
 	if l.closed.Load() {
 		return
@@ -571,9 +619,9 @@ func (l *link) park(inline bool) {
 	l.rstate.Store(rParked)
 	if err := l.desc.Arm(); err != nil && l.rstate.CompareAndSwap(rParked, rRunning) {
 		if inline {
-			l.readLoop()
+			l.readAlone()
 		} else {
-			go l.readLoop()
+			go l.readAlone()
 		}
 	}
 }
@@ -581,8 +629,14 @@ func (l *link) park(inline bool) {
 // readRun takes the messages the peer has sent, then parks.
 func (l *link) readRun() {
 	pc := l.conn.(parkable)
+	timeout := pc.timeout()
 	for {
-		l.waitSince.Store(time.Now().UnixNano())
+		if timeout > 0 {
+			// A frame that came in part waits for the rest here: the
+			// watchdog sweeps parked links only, so the wait has a
+			// deadline of its own.
+			_ = l.conn.SetReadDeadline(time.Now().Add(timeout))
+		}
 		msg, got, err := pc.next(true)
 		if err != nil {
 			pc.release()
@@ -590,7 +644,6 @@ func (l *link) readRun() {
 			return
 		}
 		if got {
-			l.waitSince.Store(0)
 			if code, reason := l.take(msg); code != 0 {
 				pc.release()
 				l.end(code, reason, true)
@@ -601,6 +654,9 @@ func (l *link) readRun() {
 			continue
 		}
 		pc.release()
+		if timeout > 0 {
+			_ = l.conn.SetReadDeadline(time.Time{}) // parked, the watchdog's
+		}
 		if l.rfc == nil {
 			l.park(true)
 			return
@@ -611,17 +667,24 @@ func (l *link) readRun() {
 	}
 }
 
-// expire fails the read of a link whose peer has been silent for the read
-// timeout, as a deadline on a waiting read would: a reader waiting now
-// fails at once, and a parked link is given a reader, to fail.
-func (l *link) expire() {
-	if l.closed.Load() {
+// expire fails the read of a parked link whose peer has been silent since
+// since, as a deadline would have. A link that is being read (its peer
+// spoke after all), or that was read and parked again since the sweep
+// looked, is left alone: no deadline of the sweep's is left on it.
+func (l *link) expire(since int64) {
+	if l.closed.Load() || !l.rstate.CompareAndSwap(rParked, rRunning) {
 		return
 	}
-	_ = l.conn.SetReadDeadline(time.Unix(0, 1))
-	if l.rstate.CompareAndSwap(rParked, rRunning) {
-		go l.readRun()
+	if l.waitSince.Load() != since { // read meanwhile: park it again
+		if l.rfc == nil {
+			l.park(false)
+		} else if l.settle() {
+			go l.readRun()
+		}
+		return
 	}
+	pc := l.conn.(parkable)
+	go func() { l.readFailed(pc.timedOut()) }() // the link's lock may be held by a write: not on the sweep's goroutine
 }
 
 // watchdog is the read timeout of parked links: one timer, while there
@@ -679,12 +742,16 @@ func (w *watchdog) remove(l *link) {
 func (t *Transport) sweepWatched() {
 	w := &t.watch
 	limit := int64(t.opts.ReadTimeout)
-	var silent []*link
+	type expiry struct {
+		l     *link
+		since int64
+	}
+	var silent []expiry
 	w.mu.Lock()
 	now := time.Now().UnixNano()
 	for l := w.links; l != nil; l = l.wnext {
 		if since := l.waitSince.Load(); since != 0 && now-since >= limit {
-			silent = append(silent, l)
+			silent = append(silent, expiry{l, since})
 		}
 	}
 	if w.links != nil {
@@ -693,8 +760,8 @@ func (t *Transport) sweepWatched() {
 		w.armed = false
 	}
 	w.mu.Unlock()
-	for _, l := range silent {
-		l.expire()
+	for _, e := range silent {
+		e.l.expire(e.since)
 	}
 }
 
@@ -757,6 +824,15 @@ func (l *link) pump() {
 }
 
 func (l *link) pumpLocked() {
+	if l.busy && !l.ended {
+		// A write waits for a peer slow to read: what it acknowledged
+		// meanwhile (fastRead took it) frees the session's queue now. One
+		// the session refuses is pumpOnce's to act on, after the write.
+		if a := l.ackIn.Load(); a > l.ackApplied && l.ep.Ack(context.Background(), a) == nil {
+			l.ackApplied = a
+		}
+		return
+	}
 	for !l.ended && !l.busy && l.pumpOnce() {
 	}
 }
@@ -1014,8 +1090,9 @@ func (l *link) readFailed(err error) {
 type parkable interface {
 	// netConn is the connection whose readiness the poller watches.
 	netConn() net.Conn
-	// setParked leaves the read deadline to the link's watchdog.
-	setParked()
+	// setParked leaves the read deadline to the link's watchdog (or,
+	// false, to the connection's reads again).
+	setParked(bool)
 	// next reads a message; with dry, it may return none (got false)
 	// after a control frame, when nothing else has been read.
 	next(dry bool) (msg string, got bool, err error)
@@ -1026,6 +1103,9 @@ type parkable interface {
 	release()
 	// timeout is the read timeout (0: none).
 	timeout() time.Duration
+	// timedOut closes the connection of a parked reader whose peer was
+	// silent for the timeout, and returns the error its read would have.
+	timedOut() error
 }
 
 var (

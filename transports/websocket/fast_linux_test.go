@@ -1,0 +1,172 @@
+//go:build linux
+
+package websocket
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/gobwas/ws"
+
+	"github.com/cometkit/cometkit/internal/fakeclock"
+	"github.com/cometkit/cometkit/internal/netpoll"
+	"github.com/cometkit/cometkit/session"
+)
+
+// tcpPair is a connected pair of TCP connections on loopback.
+func tcpPair(t *testing.T) (srv, cli *net.TCPConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); s.Close() })
+	return s.(*net.TCPConn), c.(*net.TCPConn)
+}
+
+// unread is the count of bytes the socket holds (SIOCINQ).
+func unread(t *testing.T, c *net.TCPConn) int {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int32
+	var errno syscall.Errno
+	_ = rc.Control(func(fd uintptr) {
+		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCINQ, uintptr(unsafe.Pointer(&n)))
+	})
+	if errno != 0 {
+		t.Fatal(errno)
+	}
+	return int(n)
+}
+
+// A peer that sends frames the poller takes itself faster than it reads
+// them does not keep the poller's goroutine: one report reads a bounded
+// amount, and a re-arm reports the connection again after the others'.
+func TestFastReadIsBounded(t *testing.T) {
+	srv, cli := tcpPair(t)
+	if err := srv.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	c := newRFCConn(srv, nil, 1<<16, time.Minute, time.Minute)
+	if !c.initRaw() {
+		t.Fatal("no raw connection")
+	}
+	l := &link{conn: c, rfc: c}
+	reports := make(chan struct{}, 16)
+	desc, err := netpoll.Register(c.rc, netpoll.Edge, func() { reports <- struct{}{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer desc.Close()
+	l.desc = desc
+
+	// 8 bytes a pong: every read of a whole buffer ends on a frame's end,
+	// and nothing is handed on to a reader goroutine.
+	pong := ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame([]byte("hi"))))
+	const total = 40 * 4096 // reads of 4 KiB
+	flood := bytes.Repeat(pong, total/len(pong))
+	if _, err := cli.Write(flood); err != nil {
+		t.Fatal(err)
+	}
+	for unread(t, srv) < total { // all of it in the socket, as from a fast peer
+		runtime.Gosched()
+	}
+	select {
+	case <-reports:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report of the flood")
+	}
+	l.rstate.Store(rFast)
+	l.fastRead()
+	if left := unread(t, srv); left == 0 || left%len(pong) != 0 {
+		t.Fatalf("one report read %d of %d bytes; want a bounded part, in whole frames", total-left, total)
+	}
+	if st := l.rstate.Load(); st != rParked {
+		t.Fatalf("reader state %d after its turn, want parked", st)
+	}
+	select {
+	case <-reports: // re-armed: the rest is reported again
+	case <-time.After(10 * time.Second):
+		t.Fatal("the rest of the flood was not reported again")
+	}
+}
+
+// testSession is a session for a link to carry, ended with the test.
+func testSession(t *testing.T) *session.Session {
+	cfg := session.Config{Clock: fakeclock.New()}.Defaults()
+	s := session.New(session.NewID(), session.Info{}, &cfg, nil)
+	t.Cleanup(func() { s.Terminate(session.CodeGoingAway, "done") })
+	return s
+}
+
+// The read-timeout sweep leaves alone a link whose bytes are being read
+// just then, though its peer had been silent until then: no deadline of
+// the sweep's is left on it to fail its reads after. (Here the poller's
+// goroutine reads a pong that came at the last moment.)
+func TestSweepLeavesALinkBeingReadAlone(t *testing.T) {
+	srv, cli := tcpPair(t)
+	tr := New(Options{ReadTimeout: time.Minute, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c := newRFCConn(srv, nil, 1<<16, tr.opts.ReadTimeout, tr.opts.WriteTimeout)
+	if !c.initRaw() {
+		t.Fatal("no raw connection")
+	}
+	c.setParked(true)
+	s := testSession(t)
+	l := &link{t: tr, ep: s, conn: c, rfc: c}
+	l.runner.F = func() {}
+	desc, err := netpoll.Register(c.rc, netpoll.Edge, func() {}) // reports are the test's to make
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.desc = desc
+	l.mu.Lock()
+	tr.watch.add(l, tr.opts.ReadTimeout)
+	l.watched = true
+	l.mu.Unlock()
+	defer l.end(session.CodeNormal, "", false)
+
+	l.waitSince.Store(time.Now().Add(-2 * tr.opts.ReadTimeout).UnixNano()) // silent for two timeouts
+	if _, err := cli.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame(nil)))); err != nil {
+		t.Fatal(err)
+	}
+	for unread(t, srv) == 0 {
+		runtime.Gosched()
+	}
+	l.rstate.Store(rFast) // the poller took the report of the pong
+	tr.sweepWatched()     // the sweep comes meanwhile
+	l.fastRead()
+	if l.closed.Load() || c.readErr != nil || l.rstate.Load() != rParked {
+		t.Fatalf("after the pong: closed %v, read error %v, state %d; want the link parked", l.closed.Load(), c.readErr, l.rstate.Load())
+	}
+	// And it reads on: the next frame, too.
+	if _, err := cli.Write(ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame(nil)))); err != nil {
+		t.Fatal(err)
+	}
+	for unread(t, srv) == 0 {
+		runtime.Gosched()
+	}
+	l.rstate.Store(rFast)
+	l.fastRead()
+	if l.closed.Load() || c.readErr != nil {
+		t.Fatalf("the next pong: closed %v, read error %v", l.closed.Load(), c.readErr)
+	}
+}
