@@ -6,6 +6,7 @@ import (
 	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // watcher learns that clients hang up parked connections, with one epoll
@@ -14,14 +15,20 @@ import (
 // pollable). Only hang-ups are asked for (EPOLLRDHUP, and the errors and
 // hang-ups epoll always reports): a client that sends more is not a client
 // that left. The set and its goroutine exist only while something is
-// watched, so an idle server keeps neither.
+// watched, and watcherLinger after, so an idle server keeps neither, and a
+// busy one does not make a set (five system calls and a goroutine) each
+// time the last parked poll is answered just before the next parks.
 type watcher struct {
-	mu   sync.Mutex
-	file *os.File // the epoll descriptor, nil while nothing is watched
-	fd   int
-	next int32
-	m    map[int32]watched
+	mu     sync.Mutex
+	file   *os.File // the epoll descriptor, nil while nothing is watched
+	fd     int
+	next   int32
+	m      map[int32]watched
+	linger *time.Timer // closes the set once it has been empty for watcherLinger
 }
+
+// watcherLinger is how long an empty set is kept for the next parked poll.
+const watcherLinger = 100 * time.Millisecond
 
 type watched struct {
 	rc     syscall.RawConn
@@ -109,11 +116,24 @@ func (w *watcher) startLocked() bool {
 	return true
 }
 
-// stopIfIdleLocked closes the set when nothing is left in it; its
-// goroutine ends.
+// stopIfIdleLocked closes the set, and its goroutine ends, once nothing
+// has been in it for watcherLinger.
 func (w *watcher) stopIfIdleLocked() {
 	if len(w.m) > 0 || w.file == nil {
 		return
+	}
+	if w.linger == nil {
+		w.linger = time.AfterFunc(watcherLinger, w.closeIfIdle)
+		return
+	}
+	w.linger.Reset(watcherLinger)
+}
+
+func (w *watcher) closeIfIdle() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.m) > 0 || w.file == nil {
+		return // watching again, or closed already
 	}
 	_ = w.file.Close()
 	w.file, w.fd, w.m = nil, -1, nil
