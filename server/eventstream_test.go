@@ -83,7 +83,7 @@ func TestEventStreamThousandInOrder(t *testing.T) {
 			c := ts.negotiate(t)
 			st := openStream(t, c, nil, nil)
 			if ct := st.Resp.Header.Get("Content-Type"); ct != "text/event-stream; charset=utf-8" ||
-				st.Resp.Header.Get("Cache-Control") != "no-cache, no-transform" || st.Resp.Header.Get("X-Accel-Buffering") != "no" {
+				st.Resp.Header.Get("Cache-Control") != "no-store, no-cache, no-transform" || st.Resp.Header.Get("X-Accel-Buffering") != "no" {
 				t.Fatalf("headers %v", st.Resp.Header)
 			}
 			s := rc.session(t)

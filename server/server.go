@@ -544,12 +544,36 @@ var (
 	errShuttingDown = errors.New("server is shutting down")
 )
 
+// credentialsGranted is r's header without its credentials (Cookie,
+// Authorization) when r comes from another origin that the policy allows
+// only by "*": such an origin gets no credentials (PROTOCOL.md section 9).
+// CORS makes a browser keep a credentialed answer from such a page, but a
+// WebSocket handshake carries the user's cookies from any page and the page
+// reads what comes back: without this, a session made for it would hold
+// the victim's cookies (cross-site WebSocket hijacking).
+func (s *Server) credentialsGranted(r *http.Request) http.Header {
+	origin := r.Header.Get("Origin")
+	if websocket.IsUpgrade(r) {
+		origin = websocket.Origin(r)
+	}
+	if origin == "" || sameOrigin(r, origin) || s.origins.named(r, origin) {
+		return r.Header
+	}
+	if r.Header.Get("Cookie") == "" && r.Header.Get("Authorization") == "" {
+		return r.Header
+	}
+	h := r.Header.Clone()
+	h.Del("Cookie")
+	h.Del("Authorization")
+	return h
+}
+
 // create registers a new session with this ID and the token minted for it;
 // offsets are where its client was in the topics it followed before.
 func (s *Server) create(r *http.Request, id, token string, offsets map[string]uint64) (*session.Session, error) {
 	info := session.Info{
 		RemoteAddr:   r.RemoteAddr,
-		Header:       textproto.MIMEHeader(r.Header), // session.New keeps a copy of its own
+		Header:       textproto.MIMEHeader(s.credentialsGranted(r)), // session.New keeps a copy of its own
 		RequestURI:   r.RequestURI,
 		TopicOffsets: offsets,
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cometkit/cometkit/internal/testclient"
+	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/wire"
 )
 
@@ -213,5 +214,59 @@ func TestEventStreamNegotiatesInItsFirstEvent(t *testing.T) {
 	resp, body := do(t, ts, http.MethodPost, ts.base+"/negotiate/eventstream", nil, nil)
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST: %d %s", resp.StatusCode, body)
+	}
+}
+
+// An origin that only "*" allows gets no credentials (PROTOCOL.md section
+// 9), on a WebSocket too, whose handshake a browser sends with the user's
+// cookies from any page and whose answer the page reads: the session does
+// not see them. A named origin's session does. (A review found the
+// negotiating and raw endpoints handing such a page a session holding the
+// victim's cookies.)
+func TestWildcardOriginSessionsGetNoCredentials(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, HandlerFunc(func(s *session.Session) {
+		rc.opened <- s
+		echo(s)
+	}), Options{AllowedOrigins: []string{"*", "https://app.example"}})
+	creds := func(origin string) http.Header {
+		return http.Header{"Origin": {origin}, "Cookie": {"auth=victim"}, "Authorization": {"Bearer x"}}
+	}
+	for _, path := range []string{"/negotiate/websocket", "/websocket"} {
+		conn := dialWS(t, ts.base+path, creds("https://evil.example"))
+		if path != "/websocket" {
+			msg, _, _ := conn.next()
+			openAnswer(t, msg)
+		}
+		h := rc.session(t).Header()
+		if h.Get("Cookie") != "" || h.Get("Authorization") != "" || h.Get("Origin") != "https://evil.example" {
+			t.Errorf("%s from an origin allowed only by *: session header %v", path, h)
+		}
+		conn = dialWS(t, ts.base+path, creds("https://app.example"))
+		if path != "/websocket" {
+			msg, _, _ := conn.next()
+			openAnswer(t, msg)
+		}
+		if h := rc.session(t).Header(); h.Get("Cookie") != "auth=victim" || h.Get("Authorization") != "Bearer x" {
+			t.Errorf("%s from a named origin: session header %v", path, h)
+		}
+	}
+}
+
+// The negotiating stream carries the session's token at a URL the same for
+// every user: no cache may keep it.
+func TestNegotiatingStreamIsNotStored(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	req, err := http.NewRequestWithContext(testCtx(t), http.MethodGet, ts.base+"/negotiate/eventstream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := ts.http.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+		t.Fatalf("Cache-Control %q", cc)
 	}
 }

@@ -4,6 +4,10 @@ import "time"
 
 // Clock is the session's source of time. Tests pass a fake one so that
 // heartbeats and timeouts can be driven without sleeping.
+//
+// Now and AfterFunc must agree: a function given to AfterFunc(d, f) runs
+// once Now has moved on by at least d. Sessions count their timers from
+// Now (by its monotonic reading where it has one, as time.Now's does).
 type Clock interface {
 	Now() time.Time
 	// AfterFunc calls f in its own goroutine after d, unless stopped first.

@@ -86,6 +86,8 @@ type Config struct {
 	Clock Clock
 	// NewLog makes a session's outbound log (default NewMemLog with the bounds above).
 	NewLog func(c *Config) Log
+
+	epoch time.Time // Clock's now when Defaults ran: sessions count their timers from it
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -110,6 +112,9 @@ func (c Config) Defaults() Config {
 	}
 	if c.Clock == nil {
 		c.Clock = RealClock{}
+	}
+	if c.epoch.IsZero() {
+		c.epoch = c.Clock.Now()
 	}
 	if c.NewLog == nil {
 		c.NewLog = func(c *Config) Log { return NewMemLog(c.MaxQueueMessages, c.MaxQueueBytes) }
@@ -858,12 +863,20 @@ const (
 	timerDisconnect
 )
 
-// clockEpoch makes clockNanos monotonic for the real clock: a wall-clock
-// step must not move a heartbeat or a timeout.
-var clockEpoch = time.Now()
+// clockNanos is the session clock's now, in ns since Config.Defaults ran
+// (the clock's own epoch, so any clock's times fit in an int64). For the
+// real clock the count is monotonic: a wall-clock step moves no heartbeat
+// or timeout.
+func (s *Session) clockNanos() int64 {
+	epoch := s.cfg.epoch
+	if epoch.IsZero() { // a Config that skipped Defaults
+		epoch = clockEpoch
+	}
+	return int64(s.cfg.Clock.Now().Sub(epoch))
+}
 
-// clockNanos is the session clock's now, in ns since clockEpoch.
-func (s *Session) clockNanos() int64 { return int64(s.cfg.Clock.Now().Sub(clockEpoch)) }
+// clockEpoch stands in for Config.epoch where Defaults did not run.
+var clockEpoch = time.Now()
 
 // timerResetter is a Timer that can be armed again (time.Timer is): a
 // session re-arms its timer on every attach and detach, and a reset

@@ -168,6 +168,7 @@ var CometKit = (function (env) {
     this.gen = 0;     // connection generation: callbacks of older connections are ignored
     this.sgen = 0;    // session generation: answers about older sessions are ignored
     this.maxMessage = 65536;
+    this.hb = 25000;  // the server's heartbeat interval, until its answer says
     var loc = env.location, same = !loc || origin(this.url) === "" || origin(this.url) === (loc.protocol + "//" + loc.host).toLowerCase();
     this.mode = same ? "xhr" : env.XMLHttpRequest && "withCredentials" in new env.XMLHttpRequest() ? "xhr" :
       env.XDomainRequest ? "xdr" : "jsonp";
@@ -260,6 +261,7 @@ var CometKit = (function (env) {
     this.stop();
     this.posting = false;
     if (this.abort) { this.abort(); }
+    if (!http) { this.failed = 0; } // what failed to negotiate counts only for the HTTP negotiation just after
     for (i = 0; !http && (f = this.o.transports[i]); i++) {
       if (this.usable(f)) {
         if (f === "longpoll") { break; }

@@ -213,7 +213,9 @@ func (es *Transport) writeOnce(w http.ResponseWriter, event []byte) {
 
 func setHeaders(h http.Header) {
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
-	h.Set("Cache-Control", "no-cache, no-transform")
+	// no-store: a stream carries the session's messages, and on
+	// .../negotiate/eventstream its token, at a URL the same for every user.
+	h.Set("Cache-Control", "no-store, no-cache, no-transform")
 	h.Set("X-Accel-Buffering", "no") // nginx: do not buffer
 	h.Set("X-Content-Type-Options", "nosniff")
 }
