@@ -184,6 +184,18 @@ func (h *Hub) join(ctx context.Context, s *session.Session, topic string, catchi
 			t = cur
 		}
 	}
+	if st := s.State(); st >= session.Closing {
+		// Freed (and dropped from the hub) while the broker subscribed:
+		// joining now would keep it here for good.
+		if len(t.members) == 0 && h.topics[topic] == t {
+			delete(h.topics, topic)
+			if t.cancel != nil {
+				go t.cancel()
+			}
+		}
+		h.mu.Unlock()
+		return nil, false, s.Err()
+	}
 	m := t.members[s]
 	isNew := m == nil
 	if isNew {

@@ -87,7 +87,8 @@ type Config struct {
 	// NewLog makes a session's outbound log (default NewMemLog with the bounds above).
 	NewLog func(c *Config) Log
 
-	epoch time.Time // Clock's now when Defaults ran: sessions count their timers from it
+	epoch    time.Time // Clock's now when Defaults ran: sessions count their timers from it
+	epochSet bool      // (a clock's now may be the zero time)
 }
 
 // Defaults returns c with every zero field set to its default.
@@ -113,8 +114,8 @@ func (c Config) Defaults() Config {
 	if c.Clock == nil {
 		c.Clock = RealClock{}
 	}
-	if c.epoch.IsZero() {
-		c.epoch = c.Clock.Now()
+	if !c.epochSet {
+		c.epoch, c.epochSet = c.Clock.Now(), true
 	}
 	if c.NewLog == nil {
 		c.NewLog = func(c *Config) Log { return NewMemLog(c.MaxQueueMessages, c.MaxQueueBytes) }
@@ -244,6 +245,7 @@ type Session struct {
 	receiving     bool      // a Receive has its turn: de-duplication must hold across its waits
 	cancelled     bool      // the Context is; under ctxMu
 	timerKind     timerKind // what the timer is armed for; timerNone once fired or stopped
+	waiting       uint8     // what waiters on changed wait for (waitRoom, waitInbox, waitTurn)
 	log           Log
 	transport     Transport // attached now, or nil
 	transportName string    // the one attached now or last
@@ -324,7 +326,9 @@ func (s *Session) Header() textproto.MIMEHeader { return s.opening.info().Header
 // Context is cancelled (with context.Canceled) when the session starts
 // closing, so work done for the session can stop with it. It is the session
 // itself seen as a context: it costs nothing to make, and contexts derived
-// from it hold no goroutine.
+// from it hold no goroutine. It is cancelled by the time Close returns; a
+// context derived from it (WithCancel, WithTimeout, ...) learns of it a
+// moment later, from a goroutine, as the context package allows.
 func (s *Session) Context() context.Context { return (*sessionContext)(s) }
 
 // State is the session's current state.
@@ -415,10 +419,10 @@ func (s *Session) Send(ctx context.Context, data string) error {
 			}
 			return fmt.Errorf("session %s: send: %w", s.id, err)
 		}
-		room := s.changedLocked()
+		room := s.changedLocked(waitRoom)
 		s.mu.Unlock()
 		select {
-		case <-room: // an ack, the close, or else: look again
+		case <-room: // an ack, or the close: look again
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -519,12 +523,15 @@ func (s *Session) take() (msg string, err error, ok bool, ready <-chan struct{})
 		m := s.inbox[0]
 		s.inbox[0] = ""
 		s.inbox = s.inbox[1:]
-		if len(s.inbox) > 0 {
-			s.notifyReadyLocked() // another Recv may be waiting
-		} else {
+		if len(s.inbox) == 0 {
 			s.inbox = nil
 		}
-		s.broadcastLocked() // room for a Receive that waits for it
+		if len(s.inbox) > 0 || s.state >= Closing {
+			// Another Recv may be waiting, for a message or the close:
+			// the signal that woke this one may have been the only one.
+			s.notifyReadyLocked()
+		}
+		s.broadcastLocked(waitInbox) // room for a Receive that waits for it
 		return m, nil, true, nil
 	}
 	if s.state >= Closing {
@@ -596,7 +603,7 @@ func (s *Session) closeLocked(ce *CloseError) {
 	s.armLocked(s.cfg.DisconnectTimeout, timerDisconnect)
 	s.cancelContext()
 	s.notifyReadyLocked()
-	s.broadcastLocked()
+	s.broadcastLocked(waitAny)
 }
 
 // finishLocked moves the session to Closed and frees what it holds.
@@ -730,7 +737,7 @@ func (s *Session) Ack(ctx context.Context, seq uint64) error {
 		return fmt.Errorf("session %s: ack: %w", s.id, err)
 	}
 	s.acked = max(s.acked, seq)
-	s.broadcastLocked() // room for a Send that waits for it
+	s.broadcastLocked(waitRoom) // room for a Send that waits for it
 	return nil
 }
 
@@ -765,7 +772,7 @@ func (s *Session) Resume(after uint64) (uint64, error) {
 func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 	s.mu.Lock()
 	for s.receiving {
-		turn := s.changedLocked()
+		turn := s.changedLocked(waitTurn)
 		s.mu.Unlock()
 		select {
 		case <-turn:
@@ -806,10 +813,10 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 			s.mu.Unlock()
 			return acked, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Data), s.cfg.MaxMessageBytes)
 		case len(s.inbox) >= s.cfg.MaxInbound:
-			room := s.changedLocked()
+			room := s.changedLocked(waitInbox)
 			s.mu.Unlock()
 			select {
-			case <-room: // a Recv, the close, or else: look again
+			case <-room: // a Recv, or the close: look again
 			case <-ctx.Done():
 				return acked, ctx.Err()
 			}
@@ -833,7 +840,7 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 func (s *Session) endTurn() {
 	s.mu.Lock()
 	s.receiving = false
-	s.broadcastLocked()
+	s.broadcastLocked(waitTurn)
 	s.mu.Unlock()
 }
 
@@ -869,7 +876,7 @@ const (
 // or timeout.
 func (s *Session) clockNanos() int64 {
 	epoch := s.cfg.epoch
-	if epoch.IsZero() { // a Config that skipped Defaults
+	if !s.cfg.epochSet { // a Config that skipped Defaults
 		epoch = clockEpoch
 	}
 	return int64(s.cfg.Clock.Now().Sub(epoch))
@@ -979,19 +986,31 @@ func (s *Session) notifyReadyLocked() {
 	}
 }
 
-// changedLocked returns the channel to wait on for the next change that
-// waiters of the session look for (see Session.changed).
-func (s *Session) changedLocked() <-chan struct{} {
+// What the waiters on Session.changed wait for.
+const (
+	waitRoom  uint8 = 1 << iota // a Send: an ack freeing replay-queue room
+	waitInbox                   // a Receive: Recv freeing inbox room
+	waitTurn                    // a Receive: the one before it ending its turn
+	waitAny   = waitRoom | waitInbox | waitTurn
+)
+
+// changedLocked returns the channel to wait on for the next change of
+// kind (see Session.changed).
+func (s *Session) changedLocked(kind uint8) <-chan struct{} {
 	if s.changed == nil {
 		s.changed = make(chan struct{})
 	}
+	s.waiting |= kind
 	return s.changed
 }
 
-// broadcastLocked wakes every waiter on changed.
-func (s *Session) broadcastLocked() {
-	if s.changed != nil {
+// broadcastLocked wakes every waiter on changed if one of them waits for a
+// change of kind: a Send waiting for an ack is not woken by every message
+// the application reads. The waiters woken look again, and wait again.
+func (s *Session) broadcastLocked(kind uint8) {
+	if s.changed != nil && s.waiting&kind != 0 {
 		close(s.changed)
 		s.changed = nil
+		s.waiting = 0
 	}
 }

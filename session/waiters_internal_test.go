@@ -1,0 +1,59 @@
+package session
+
+import (
+	"context"
+	"testing"
+)
+
+// A Send waiting for replay-queue room is woken by an ack, not by every
+// message the application reads or every Receive that ends (a review found
+// each inbound message waking it, for a retry and a new channel each time).
+func TestWaitersWokenOnlyForWhatTheyWaitFor(t *testing.T) {
+	cfg := Config{}.Defaults()
+	s := New(NewID(), Info{}, &cfg, nil)
+	defer s.Terminate(CodeGoingAway, "test over")
+	ctx := context.Background()
+	if err := s.Send(ctx, "out"); err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	room := s.changedLocked(waitRoom) // as a Send that found the queue full
+	s.mu.Unlock()
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		if _, err := s.Receive(ctx, []Message{{Seq: seq, Data: "in"}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Recv(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if closed(room) {
+		t.Fatal("a Send waiting for an ack was woken by inbound messages")
+	}
+	if err := s.Ack(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if !closed(room) {
+		t.Fatal("the ack did not wake the Send waiting for room")
+	}
+	// And a Receive waiting for its turn is woken by the end of a turn,
+	// and by the close.
+	s.mu.Lock()
+	turn := s.changedLocked(waitTurn)
+	s.mu.Unlock()
+	if err := s.Ack(ctx, 1); err != nil || closed(turn) {
+		t.Fatalf("an ack woke a Receive waiting for its turn (%v)", err)
+	}
+	s.Close(CodeNormal, "")
+	if !closed(turn) {
+		t.Fatal("the close did not wake a waiter")
+	}
+}
