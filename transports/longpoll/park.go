@@ -261,8 +261,10 @@ func (pk *parked) hangUp() {
 		return
 	}
 	pk.p.ep.Detach(pk.p)
-	pk.finish()
+	// Counted before finish uncounts the parked poll: whoever sees it
+	// gone (WaitParked, ParkStats) sees the hang-up too.
 	pk.p.lp.parkChange(func(st *ParkStats) { st.HangUps++ })
+	pk.finish()
 }
 
 // respond writes a whole HTTP/1.1 response and ends the parked poll: its
