@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cometkit/cometkit/internal/pool"
 	"github.com/cometkit/cometkit/internal/wakeup"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/wire"
@@ -380,20 +381,11 @@ func (st *stream) pumpOnce() bool {
 	o := &st.es.opts
 	// Every write is done with buf before pumpOnce returns (the sinks copy
 	// or write through), so buffers are pooled, as is the Pull's slice.
-	bp := pumpBuffers.Get().(*[]byte)
-	buf := (*bp)[:0]
-	mp := pullBuffers.Get().(*[]session.Message)
-	msgs := (*mp)[:0]
+	bp, mp := pumpBuffers.Get(), pullBuffers.Get()
+	buf, msgs := *bp, *mp
 	defer func() {
-		if cap(buf) <= 64<<10 {
-			*bp = buf[:0]
-			pumpBuffers.Put(bp)
-		}
-		if cap(msgs) <= 1024 {
-			clear(msgs[:cap(msgs)]) // drop the texts
-			*mp = msgs[:0]
-			pullBuffers.Put(mp)
-		}
+		pumpBuffers.Put(bp, buf)
+		pullBuffers.Put(mp, msgs)
 	}()
 	first := !st.opened
 	if first {
@@ -483,8 +475,8 @@ func (st *stream) pumpOnce() bool {
 }
 
 var (
-	pumpBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-	pullBuffers = sync.Pool{New: func() any { m := make([]session.Message, 0, 16); return &m }}
+	pumpBuffers = pool.Slices[byte]{Cap: 1024, Max: 64 << 10}
+	pullBuffers = pool.Slices[session.Message]{Cap: 16, Max: 1024, Clear: true}
 )
 
 // commentTimer fires when a comment may be due; pump decides.

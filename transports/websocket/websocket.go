@@ -35,6 +35,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/cometkit/cometkit/internal/netpoll"
+	"github.com/cometkit/cometkit/internal/pool"
 	"github.com/cometkit/cometkit/internal/wakeup"
 	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/websocket/hixie"
@@ -870,22 +871,18 @@ func (l *link) frame(buf []byte, f wire.Frame) []byte {
 	return l.conn.AppendText(buf, string(enc))
 }
 
-// msgBuffers hold the messages of a pump's Pull.
-var msgBuffers = sync.Pool{New: func() any { m := make([]session.Message, 0, 16); return &m }}
-
-// writeBuffers hold a pump's batch while it is written.
-var writeBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
+var (
+	// msgBuffers hold the messages of a pump's Pull.
+	msgBuffers = pool.Slices[session.Message]{Cap: 16, Max: 1024, Clear: true}
+	// writeBuffers hold a pump's batch while it is written.
+	writeBuffers = pool.Slices[byte]{Cap: 2048, Max: 64 << 10}
+)
 
 // pumpOnce writes what is due; it reports whether it wrote messages.
 func (l *link) pumpOnce() bool {
-	bp := writeBuffers.Get().(*[]byte)
-	buf := (*bp)[:0]
-	put := func() {
-		if cap(buf) <= 64<<10 {
-			*bp = buf[:0]
-			writeBuffers.Put(bp)
-		}
-	}
+	bp := writeBuffers.Get()
+	buf := *bp
+	put := func() { writeBuffers.Put(bp, buf) }
 	first := !l.opened
 	l.opened = true
 	if l.opening != nil {
@@ -904,15 +901,9 @@ func (l *link) pumpOnce() bool {
 		l.finish(buf, k, false, true)
 		return false
 	}
-	mp := msgBuffers.Get().(*[]session.Message)
-	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, (*mp)[:0])
-	defer func() {
-		if cap(b.Messages) <= 1024 {
-			clear(b.Messages) // drop the texts
-			*mp = b.Messages[:0]
-			msgBuffers.Put(mp)
-		}
-	}()
+	mp := msgBuffers.Get()
+	b, err := l.ep.Pull(context.Background(), l, l.cursor, l.t.opts.MaxBatchBytes, *mp)
+	defer func() { msgBuffers.Put(mp, b.Messages) }()
 	if errors.Is(err, session.ErrDetached) {
 		k := l.kick.Load()
 		if k == nil {
@@ -1013,10 +1004,7 @@ func (l *link) writeFailed(err error) {
 // writeRest finishes a write that tryWrite left.
 func (l *link) writeRest(bp *[]byte, buf []byte, n int, held bool) {
 	err := l.rfc.writeRest(buf[n:], held)
-	if cap(buf) <= 64<<10 {
-		*bp = buf[:0]
-		writeBuffers.Put(bp)
-	}
+	writeBuffers.Put(bp, buf)
 	l.mu.Lock()
 	l.busy = false
 	if err != nil {
