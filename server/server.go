@@ -256,10 +256,7 @@ func randomBytes(n int) []byte {
 //	.../websocket          raw WebSocket: plain messages, a session per connection
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := strings.TrimSuffix(r.URL.Path, "/")
-	origin := r.Header.Get("Origin")
-	if websocket.IsUpgrade(r) {
-		origin = websocket.Origin(r) // hybi-07/08 sent Sec-WebSocket-Origin
-	}
+	origin := requestOrigin(r)
 	if !s.origins.allowed(r, origin) {
 		s.refuse(w, r, http.StatusForbidden, "origin_not_allowed", "origin "+strconv.Quote(origin)+" may not use this server")
 		return
@@ -552,11 +549,7 @@ var (
 // reads what comes back: without this, a session made for it would hold
 // the victim's cookies (cross-site WebSocket hijacking).
 func (s *Server) credentialsGranted(r *http.Request) http.Header {
-	origin := r.Header.Get("Origin")
-	if websocket.IsUpgrade(r) {
-		origin = websocket.Origin(r)
-	}
-	if origin == "" || sameOrigin(r, origin) || s.origins.named(r, origin) {
+	if s.grantsCredentials(r, requestOrigin(r)) {
 		return r.Header
 	}
 	if r.Header.Get("Cookie") == "" && r.Header.Get("Authorization") == "" {
@@ -754,9 +747,24 @@ func (s *Server) setCORS(w http.ResponseWriter, r *http.Request, origin string) 
 		return
 	}
 	h.Set("Access-Control-Allow-Origin", origin)
-	if s.origins.named(r, origin) {
+	if s.grantsCredentials(r, origin) {
 		h.Set("Access-Control-Allow-Credentials", "true")
 	}
+}
+
+// requestOrigin is the origin r says it comes from.
+func requestOrigin(r *http.Request) string {
+	if websocket.IsUpgrade(r) {
+		return websocket.Origin(r) // hybi-07/08 sent Sec-WebSocket-Origin
+	}
+	return r.Header.Get("Origin")
+}
+
+// grantsCredentials reports whether a request from origin may carry the
+// user's credentials: none (not a browser's cross-origin request), the
+// server's own, or one the policy names; never one only "*" allows.
+func (s *Server) grantsCredentials(r *http.Request, origin string) bool {
+	return origin == "" || sameOrigin(r, origin) || s.origins.named(r, origin)
 }
 
 func (s *Server) preflight(w http.ResponseWriter, r *http.Request) {
