@@ -40,9 +40,9 @@ const (
 	// it forgets its offset there (a later session must not replay what was
 	// published after it left). Numbered like a message.
 	KindLeft Kind = 'u'
-	// KindOpen is the first frame of a WebSocket that negotiated its
-	// session itself (.../negotiate/websocket): Data is the negotiate
-	// answer, a JSON object. Server to client only.
+	// KindOpen is the first frame of a connection that negotiated its
+	// session itself (.../negotiate/websocket or .../negotiate/eventstream):
+	// Data is the negotiate answer, a JSON object. Server to client only.
 	KindOpen Kind = 'o'
 )
 
