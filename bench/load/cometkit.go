@@ -40,10 +40,25 @@ func ckNegotiate(b *base, env *Env) (ckNegotiation, error) {
 	if status != http.StatusOK {
 		return n, fmt.Errorf("negotiate: HTTP %d: %s", status, body)
 	}
+	return ckAnswer(body)
+}
+
+// ckAnswer reads a negotiate answer: /negotiate's body, or an o frame's data.
+func ckAnswer(body string) (ckNegotiation, error) {
+	var n ckNegotiation
 	if err := json.Unmarshal([]byte(body), &n); err != nil || n.SessionID == "" {
 		return n, fmt.Errorf("negotiate answer %q: %v", body, err)
 	}
 	return n, nil
+}
+
+// ckOpen reads the negotiate answer of a connection that negotiated itself
+// from its first frame.
+func ckOpen(f ckFrame) (ckNegotiation, error) {
+	if f.Kind != wire.KindOpen {
+		return ckNegotiation{}, fmt.Errorf("first frame %c is not an o frame", f.Kind)
+	}
+	return ckAnswer(f.Data)
 }
 
 // sessionURL is the session endpoint op on base with the token and extra query.
@@ -174,17 +189,15 @@ func (s *ckWS) Connect(ctx context.Context) error {
 		return err
 	}
 	p, err := s.c.read()
-	var n ckNegotiation
+	var f ckFrame
 	if err == nil {
-		var f ckFrame
-		if f, err = ckParse(string(p)); err == nil && f.Kind != wire.KindOpen {
-			err = fmt.Errorf("first frame %q is not an o frame", p)
-		} else if err == nil {
-			err = json.Unmarshal([]byte(f.Data), &n)
-		}
+		f, err = ckParse(string(p))
 	}
-	if err != nil || n.SessionID == "" {
-		err = fmt.Errorf("negotiating on the socket: %v", err)
+	if err == nil {
+		_, err = ckOpen(f)
+	}
+	if err != nil {
+		err = fmt.Errorf("negotiating on the socket: %w", err)
 		s.finish(err)
 		return err
 	}
@@ -367,8 +380,8 @@ func (s *ckHTTP) readStream(u string) error {
 			return nil // recycled (or replaced): open the next, resuming
 		}
 		if f.Kind == wire.KindOpen {
-			if err := json.Unmarshal([]byte(f.Data), &s.n); err != nil || s.n.SessionID == "" {
-				return fmt.Errorf("negotiating on the stream: %q: %v", f.Data, err)
+			if s.n, err = ckOpen(f); err != nil {
+				return fmt.Errorf("negotiating on the stream: %w", err)
 			}
 			continue
 		}
