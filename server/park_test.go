@@ -553,6 +553,14 @@ func TestHTTP2PollIsHeld(t *testing.T) {
 	hs.EnableHTTP2 = true
 	hs.StartTLS()
 	t.Cleanup(func() { srv.Close(); hs.Close() })
+	pollIsHeldNotParked(t, srv, hs, rc, clock, "over h2")
+}
+
+// pollIsHeldNotParked opens a session on hs, whose srv parks every poll it
+// can at once (ParkAfter -1), and checks that its poll is held by net/http
+// instead: answered when a message comes, and never counted parked.
+func pollIsHeldNotParked(t *testing.T, srv *Server, hs *httptest.Server, rc *recorder, clock *fakeclock.Clock, text string) {
+	t.Helper()
 	c, err := testclient.Negotiate(testCtx(t), hs.Client(), hs.URL, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -565,14 +573,14 @@ func TestHTTP2PollIsHeld(t *testing.T) {
 	if !clock.WaitPending(25*time.Second, 1, testCtx(t).Done()) {
 		t.Fatal("poll not held")
 	}
-	if err := s.Send(testCtx(t), "over h2"); err != nil {
+	if err := s.Send(testCtx(t), text); err != nil {
 		t.Fatal(err)
 	}
-	if res := <-done; len(res.Messages) != 1 || res.Messages[0] != "over h2" {
-		t.Fatalf("h2 poll: %+v", res.Frames)
+	if res := <-done; len(res.Messages) != 1 || res.Messages[0] != text {
+		t.Fatalf("poll: %+v", res.Frames)
 	}
 	if st, _ := srv.longpoll.ParkStats(); st.Parks != 0 {
-		t.Fatalf("an HTTP/2 poll was parked: %+v", st)
+		t.Fatalf("a poll that cannot be parked was parked: %+v", st)
 	}
 }
 
@@ -595,27 +603,7 @@ func TestUnhijackablePollIsHeld(t *testing.T) {
 	}
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { srv.ServeHTTP(hidingWriter{w}, r) }))
 	t.Cleanup(func() { srv.Close(); hs.Close() })
-	c, err := testclient.Negotiate(testCtx(t), hs.Client(), hs.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.Send(testCtx(t), "hello"); err != nil {
-		t.Fatal(err)
-	}
-	s := rc.session(t)
-	done := pollAsync(t, c)
-	if !clock.WaitPending(25*time.Second, 1, testCtx(t).Done()) {
-		t.Fatal("poll not held")
-	}
-	if err := s.Send(testCtx(t), "held"); err != nil {
-		t.Fatal(err)
-	}
-	if res := <-done; len(res.Messages) != 1 || res.Messages[0] != "held" {
-		t.Fatalf("poll: %+v", res.Frames)
-	}
-	if st, _ := srv.longpoll.ParkStats(); st.Parks != 0 {
-		t.Fatalf("parked behind an unhijackable writer: %+v", st)
-	}
+	pollIsHeldNotParked(t, srv, hs, rc, clock, "held")
 }
 
 // A connection handed back after a parked answer is a kept-alive one: with
