@@ -2,18 +2,15 @@ package server
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -434,55 +431,11 @@ func TestHTTP10PollIsHeld(t *testing.T) {
 // only every other one follows a send), and polls abandoned at random
 // moments: nothing is lost, nothing doubled, everything in order.
 func TestStressParkedPolls(t *testing.T) {
-	const perClient = 200
 	ts := newTestServer(t, echo, Options{
 		Session:  session.Config{HeartbeatInterval: 2 * time.Millisecond, DisconnectTimeout: 2 * time.Second, Clock: session.RealClock{}},
 		LongPoll: longpoll.Options{ParkAfter: -1, Clock: session.RealClock{}},
 	})
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func(w int) {
-			defer wg.Done()
-			ctx := testCtx(t)
-			c, err := testclient.Negotiate(ctx, ts.http.Client(), ts.base, nil)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			rng := rand.New(rand.NewPCG(uint64(w), 11))
-			var got []string
-			for sent := 0; len(got) < perClient; {
-				if sent < perClient && rng.IntN(2) == 0 {
-					if _, err := c.Send(ctx, fmt.Sprint(sent)); err != nil {
-						t.Error(err)
-						return
-					}
-					sent++
-				}
-				// Abandoned at a random moment: before it is parked, while
-				// it is, or while it is answered.
-				pctx, cancel := context.WithTimeout(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
-				res, err := c.Poll(pctx)
-				cancel()
-				if err != nil {
-					continue // the next poll resumes
-				}
-				if res.Close != nil {
-					t.Errorf("client %d: closed %+v", w, res.Close)
-					return
-				}
-				got = append(got, res.Messages...)
-			}
-			for i, m := range got {
-				if m != fmt.Sprint(i) {
-					t.Errorf("client %d: message %d is %q", w, i, m)
-					return
-				}
-			}
-		}(w)
-	}
-	wg.Wait()
+	stressAbandonedPolls(t, ts, 11, true)
 	st, _ := ts.longpoll.ParkStats()
 	t.Logf("%+v", st)
 	if st.Parks == 0 {

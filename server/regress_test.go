@@ -148,10 +148,20 @@ func TestBadConfigRefused(t *testing.T) {
 // heartbeats and polls abandoned at random moments: nothing is lost, nothing
 // doubled, everything in order.
 func TestStressRandomlyAbandonedPolls(t *testing.T) {
-	const perClient = 200
 	ts := newTestServer(t, echo, Options{
 		Session: session.Config{HeartbeatInterval: 3 * time.Millisecond, DisconnectTimeout: 2 * time.Second, Clock: session.RealClock{}},
 	})
+	stressAbandonedPolls(t, ts, 9, false)
+}
+
+// stressAbandonedPolls has eight clients of ts exchange 200 messages each
+// with the echo handler, every poll abandoned at a random moment (rng seeded
+// with seed and the client's number), sending before every poll or, with
+// sometimes, before about half of them; each checks that what came back is
+// everything it sent, once, in order.
+func stressAbandonedPolls(t *testing.T, ts *testServer, seed uint64, sometimes bool) {
+	t.Helper()
+	const perClient = 200
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)
@@ -163,16 +173,18 @@ func TestStressRandomlyAbandonedPolls(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			rng := rand.New(rand.NewPCG(uint64(w), 9))
+			rng := rand.New(rand.NewPCG(uint64(w), seed))
 			var got []string
 			for sent := 0; len(got) < perClient; {
-				if sent < perClient {
+				if sent < perClient && (!sometimes || rng.IntN(2) == 0) {
 					if _, err := c.Send(ctx, fmt.Sprint(sent)); err != nil {
 						t.Error(err)
 						return
 					}
 					sent++
 				}
+				// Abandoned at a random moment: before it is held (or
+				// parked), while it is, or while it is answered.
 				pctx, cancel := context.WithTimeout(ctx, time.Duration(rng.IntN(3000))*time.Microsecond)
 				res, err := c.Poll(pctx)
 				cancel()
