@@ -854,17 +854,17 @@ var (
 // sequence number is written here.
 func (l *link) message(buf []byte, m session.Message) []byte {
 	var tmp [256]byte
-	enc := wire.AppendMessage(tmp[:0], m)
-	if fr, ok := l.conn.(framer); ok {
-		return fr.appendMessage(buf, enc)
-	}
-	return l.conn.AppendText(buf, string(enc))
+	return l.text(buf, wire.AppendMessage(tmp[:0], m))
 }
 
 // frame appends one session frame as a WebSocket message.
 func (l *link) frame(buf []byte, f wire.Frame) []byte {
 	var tmp [256]byte
-	enc := wire.AppendFrame(tmp[:0], f)
+	return l.text(buf, wire.AppendFrame(tmp[:0], f))
+}
+
+// text appends enc, one encoded session frame, as a WebSocket message.
+func (l *link) text(buf, enc []byte) []byte {
 	if fr, ok := l.conn.(framer); ok {
 		return fr.appendMessage(buf, enc)
 	}
