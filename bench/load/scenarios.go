@@ -76,6 +76,19 @@ func (p *pool) closeAll() {
 	}
 }
 
+// openAll opens n sessions, as open does, and waits until the server
+// reports every one of them open; it returns how many there are.
+func (p *pool) openAll(ctx context.Context, env *Env, t Target, n, conc int, on func(i int) OnMessage) (int, error) {
+	if _, err := p.open(ctx, env, t, n, conc, on); err != nil {
+		return 0, err
+	}
+	n = len(p.sessions)
+	if _, err := env.Wait(ctx, n, waitTimeout); err != nil {
+		return 0, fmt.Errorf("waiting for %d sessions: %w", n, err)
+	}
+	return n, nil
+}
+
 // open connects n more sessions to t, conc at a time, each with the
 // handler on(i) (i counts from the pool's size before); it adds them to
 // the pool in that order (so p.sessions[i] has handler on(i) when none
@@ -458,12 +471,9 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 			}
 		}
 	}
-	if _, err := p.open(ctx, env, t, cfg.Sessions, cfg.Concurrency, onMsg); err != nil {
+	n, err := p.openAll(ctx, env, t, cfg.Sessions, cfg.Concurrency, onMsg)
+	if err != nil {
 		return f, err
-	}
-	n := len(p.sessions)
-	if _, err := env.Wait(ctx, n, waitTimeout); err != nil {
-		return f, fmt.Errorf("waiting for %d sessions: %w", n, err)
 	}
 	f["sessions"] = float64(n)
 	var rates, serverMs []float64
@@ -619,12 +629,9 @@ func FanOut(ctx context.Context, env *Env, t Target, cfg FanOutConfig) (Figures,
 			}
 		}
 	}
-	if _, err := p.open(ctx, env, t, cfg.Sessions, cfg.Concurrency, onMsg); err != nil {
+	n, err := p.openAll(ctx, env, t, cfg.Sessions, cfg.Concurrency, onMsg)
+	if err != nil {
 		return f, err
-	}
-	n := len(p.sessions)
-	if _, err := env.Wait(ctx, n, waitTimeout); err != nil {
-		return f, fmt.Errorf("waiting for %d sessions: %w", n, err)
 	}
 	var errs []error
 	var total int64
