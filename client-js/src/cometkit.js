@@ -299,7 +299,7 @@ var CometKit = (function (env) {
   };
 
   // topicsQuery tells a new session where the client was in each topic, so
-  // that the server replays what it missed: ?topics={"room":"123"} (no JSON
+  // that the server replays what it missed: topics={"room":"123"} (no JSON
   // object needed; offsets stay strings, they may pass 2^53).
   // The most recently heard topics first, as many as fit a URL old IE takes
   // (JSONP) or the server's bound.
