@@ -52,7 +52,11 @@ type Env struct {
 	// Control is a separate client for the control endpoints, so that a
 	// control call never waits behind the load's connections.
 	Control *http.Client
-	dialer  *Dialer
+	// CPU, when set, reads the CPU seconds used so far by the server and
+	// by this process: a scenario that times its own phase reports what
+	// each side spent on it, which its latencies alone cannot tell apart.
+	CPU    func() (server, client float64)
+	dialer *Dialer
 }
 
 // NewEnv makes an Env for the server at base (http://host:port).

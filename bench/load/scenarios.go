@@ -479,6 +479,7 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 	var rates, serverMs []float64
 	var all []time.Duration
 	var errs []error
+	cpu := startCPU(env)
 	for r := 0; r < cfg.Rounds && ctx.Err() == nil; r++ {
 		got.Store(0)
 		want.Store(int64(n))
@@ -508,6 +509,7 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 		}
 		all = append(all, lat.take()...)
 	}
+	cpu.per(f, "delivery", float64(len(all)))
 	quantiles(f, "", all)
 	f["deliveries_per_s"] = mean(rates)
 	f["server_send_ms"] = mean(serverMs)
@@ -516,6 +518,36 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 		errs = append(errs, fmt.Errorf("%d sessions dropped: %w", n-alive, err))
 	}
 	return f, errors.Join(errs...)
+}
+
+// cpuMeter measures each side's CPU time over one phase of a scenario.
+type cpuMeter struct {
+	env            *Env
+	server, client float64
+}
+
+func startCPU(env *Env) cpuMeter {
+	m := cpuMeter{env: env}
+	if env.CPU != nil {
+		m.server, m.client = env.CPU()
+	}
+	return m
+}
+
+// per records the server's and the client's CPU microseconds per unit
+// (n of them done since start): server_cpu_us_per_<unit>, and the same
+// for the client. Nothing without a meter, or if a reading failed (-1).
+func (m cpuMeter) per(f Figures, unit string, n float64) {
+	if m.env.CPU == nil || n <= 0 {
+		return
+	}
+	server, client := m.env.CPU()
+	if m.server >= 0 && server >= 0 {
+		f["server_cpu_us_per_"+unit] = (server - m.server) / n * 1e6
+	}
+	if m.client >= 0 && client >= 0 {
+		f["client_cpu_us_per_"+unit] = (client - m.client) / n * 1e6
+	}
 }
 
 func mean(v []float64) float64 {

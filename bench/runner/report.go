@@ -100,9 +100,9 @@ func specs(rep *Report) []tableSpec {
 			intro: fmt.Sprintf("%s sessions; %s messages/s of %d bytes offered in total, round-robin, for %s; each timed from its "+
 				"intended send time to its echo, so a server that falls behind shows its queueing. %s Lower is better.",
 				thousands(int64(rep.Sizes.EchoSessions)), count(rep.Sizes.EchoRate), load.MessageSize, rep.Sizes.EchoDuration,
-				echoRunsNote(rep.Sizes.EchoRuns)),
-			cols: []column{{"p50_ms", "p50 ms", ms}, {"p99_ms", "p99 ms", ms}, {"p99_lo_ms", "p99 lowest run", ms},
-				{"p99_hi_ms", "p99 highest run", ms}, {"max_ms", "max ms", ms},
+				passesNote(rep.Sizes.Passes, "p99")),
+			cols: []column{{"p50_ms", "p50 ms", ms}, {"p99_ms", "p99 ms", ms}, {"p99_ms_lo", "p99 lowest run", ms},
+				{"p99_ms_hi", "p99 highest run", ms}, {"max_ms", "max ms", ms},
 				{"achieved_per_s", "sent/s", count}, {"received", "echoes", count}},
 			ratios: []ratio{{"p99_ms", "p99", true}}},
 		tableSpec{scenario: ScenarioBroadcast, title: "Broadcast of a 64-byte message (WebSocket)",
@@ -110,30 +110,38 @@ func specs(rep *Report) []tableSpec {
 				"server's send time stamped in the message; deliveries/s per broadcast (sessions ÷ time to the last delivery), "+
 				"averaged. cometkit: one `Hub.Publish` to a topic all sessions joined; centrifuge: `Node.Publish` to a channel all "+
 				"are subscribed to; socket.io: the namespace's `Emit`; sockjs: a loop of `Send`; raw: one compiled frame written "+
-				"to every connection. DESIGN.md: p99 ≤ 150 ms, ≥ 70,000 deliveries/s.",
-				thousands(int64(rep.Sizes.BroadcastSessions)), rep.Sizes.BroadcastRounds),
+				"to every connection. Server and client CPU µs per delivery: each process's CPU time over the broadcasts "+
+				"(connecting excluded) over the deliveries; the server's is what one core can do, the client's says whether "+
+				"the load generator kept up. DESIGN.md: p99 ≤ 150 ms, ≥ 70,000 deliveries/s. %s",
+				thousands(int64(rep.Sizes.BroadcastSessions)), rep.Sizes.BroadcastRounds, passesNote(rep.Sizes.Passes, "p99")),
 			cols: []column{{"sessions", "sessions", count}, {"p50_ms", "p50 ms", ms}, {"p99_ms", "p99 ms", ms},
-				{"max_ms", "max ms", ms}, {"deliveries_per_s", "deliveries/s", count}, {"server_send_ms", "server send ms", ms}},
+				{"p99_ms_lo", "p99 lowest run", ms}, {"p99_ms_hi", "p99 highest run", ms},
+				{"max_ms", "max ms", ms}, {"deliveries_per_s", "deliveries/s", count}, {"server_send_ms", "server send ms", ms},
+				{"server_cpu_us_per_delivery", "server CPU µs/delivery", frac}, {"client_cpu_us_per_delivery", "client CPU µs/delivery", frac}},
 			ratios: []ratio{{"p99_ms", "p99", true}, {"deliveries_per_s", "deliveries/s", false}}},
 		tableSpec{scenario: ScenarioRoundTrip, title: "Long-poll round trips per second (closed loop)",
 			intro: fmt.Sprintf("%d sessions, each sending a %d-byte message and waiting for its echo before the next, for %s: "+
-				"two HTTP requests per round trip (the send, and the held poll it answers). Higher is better; DESIGN.md: ≥ 25,000/s.",
-				rep.Sizes.RoundTripSessions, load.MessageSize, rep.Sizes.RoundTripDuration),
-			cols:   []column{{"sessions", "sessions", count}, {"round_trips_per_s", "round trips/s", count}},
+				"two HTTP requests per round trip (the send, and the held poll it answers). Higher is better; DESIGN.md: ≥ 25,000/s. %s",
+				rep.Sizes.RoundTripSessions, load.MessageSize, rep.Sizes.RoundTripDuration, passesNote(rep.Sizes.Passes, "round trips/s")),
+			cols: []column{{"sessions", "sessions", count}, {"round_trips_per_s", "round trips/s", count},
+				{"round_trips_per_s_lo", "lowest run", count}, {"round_trips_per_s_hi", "highest run", count}},
 			ratios: []ratio{{"round_trips_per_s", "round trips/s", false}}},
 		tableSpec{scenario: ScenarioFanOut, title: "Event-stream messages per second (server to clients)",
 			intro: fmt.Sprintf("%s sessions on event streams; the server sends bursts of %d %d-byte messages to every session "+
 				"(cometkit through its hub, sockjs by a loop of `Send`), the next burst once all arrived, for %s. Clients "+
-				"acknowledge as their browser client does. Higher is better.",
-				thousands(int64(rep.Sizes.FanOutSessions)), rep.Sizes.FanOutPerRound, load.MessageSize, rep.Sizes.FanOutDuration),
-			cols:   []column{{"sessions", "sessions", count}, {"messages_per_s", "messages/s", count}},
+				"acknowledge as their browser client does. Higher is better. %s",
+				thousands(int64(rep.Sizes.FanOutSessions)), rep.Sizes.FanOutPerRound, load.MessageSize, rep.Sizes.FanOutDuration,
+				passesNote(rep.Sizes.Passes, "messages/s")),
+			cols: []column{{"sessions", "sessions", count}, {"messages_per_s", "messages/s", count},
+				{"messages_per_s_lo", "lowest run", count}, {"messages_per_s_hi", "highest run", count}},
 			ratios: []ratio{{"messages_per_s", "messages/s", false}}},
 		tableSpec{scenario: ScenarioConnect, title: "Connects per second",
 			intro: fmt.Sprintf("%s new sessions, %d at a time, each counted when the server's welcome message arrives: "+
 				"negotiation (cometkit's negotiate, sockjs's /info, socket.io's handshake, centrifuge's connect command) and "+
-				"transport set-up included. Sessions stay open until all are in. Higher is better.",
-				thousands(int64(rep.Sizes.ConnectSessions)), rep.Sizes.ConnectConcurrency),
+				"transport set-up included. Sessions stay open until all are in. Higher is better. %s",
+				thousands(int64(rep.Sizes.ConnectSessions)), rep.Sizes.ConnectConcurrency, passesNote(rep.Sizes.Passes, "connects/s")),
 			cols: []column{{"sessions", "sessions", count}, {"connects_per_s", "connects/s", count},
+				{"connects_per_s_lo", "lowest run", count}, {"connects_per_s_hi", "highest run", count},
 				{"connect_p50_ms", "p50 ms", ms}, {"connect_p99_ms", "p99 ms", ms}},
 			ratios: []ratio{{"connects_per_s", "connects/s", false}}},
 	)
@@ -370,10 +378,12 @@ func progressLine(r Result) string {
 	return b.String()
 }
 
-func echoRunsNote(runs int) string {
-	if runs <= 1 {
-		return "One run."
+// passesNote says how a repeated scenario's row was chosen.
+func passesNote(passes int, figure string) string {
+	if passes <= 1 {
+		return "One run per server."
 	}
-	return fmt.Sprintf("%d runs on the same server, one after the other; the table shows the run whose p99 is the median "+
-		"(a single run's tail on one shared core swings 2-3x), and the lowest and highest p99 of the runs.", runs)
+	return fmt.Sprintf("%d runs per server, in %d passes over all the servers (each run on a server started afresh, the "+
+		"servers' order rotated from pass to pass); the table shows the run whose %s is the median (one run on a shared "+
+		"core can swing 2-3x), and the lowest and highest %s of the runs.", passes, passes, figure, figure)
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -41,7 +42,6 @@ type Sizes struct {
 	EchoSessions        int           `json:"echo_sessions"`
 	EchoRate            float64       `json:"echo_rate_per_s"`
 	EchoDuration        time.Duration `json:"echo_duration_ns"`
-	EchoRuns            int           `json:"echo_runs"` // the run with the median p99 is reported
 	BroadcastSessions   int           `json:"broadcast_sessions"`
 	BroadcastRounds     int           `json:"broadcast_rounds"`
 	RoundTripSessions   int           `json:"roundtrip_sessions"`
@@ -52,6 +52,13 @@ type Sizes struct {
 	ConnectSessions     int           `json:"connect_sessions"`
 	ConnectConcurrency  int           `json:"connect_concurrency"`
 	SessionsConcurrency int           `json:"open_concurrency"` // connects at a time when filling a scenario
+	// Passes is how many times each repeated scenario (every one but
+	// idle) runs against each server: in passes, each pass starting every
+	// server afresh in turn, the order rotated from pass to pass, so that
+	// no server always goes first (the load generator's heap grows during
+	// the first) or always follows the same one. The run whose headline
+	// figure is the median is reported, with the lowest and highest.
+	Passes int `json:"passes"`
 }
 
 // MaxSessions stands for "as many as the file limit allows" in IdleCounts.
@@ -61,12 +68,12 @@ const MaxSessions = -1
 func DefaultSizes() Sizes {
 	return Sizes{
 		IdleCounts:   []int{10_000, MaxSessions},
-		EchoSessions: 100, EchoRate: 2000, EchoDuration: 3 * time.Second, EchoRuns: 3,
-		BroadcastSessions: 10_000, BroadcastRounds: 5,
-		RoundTripSessions: 32, RoundTripDuration: 5 * time.Second,
-		FanOutSessions: 1000, FanOutPerRound: 50, FanOutDuration: 5 * time.Second,
+		EchoSessions: 100, EchoRate: 2000, EchoDuration: 3 * time.Second,
+		BroadcastSessions: 10_000, BroadcastRounds: 10,
+		RoundTripSessions: 32, RoundTripDuration: 3 * time.Second,
+		FanOutSessions: 1000, FanOutPerRound: 50, FanOutDuration: 3 * time.Second,
 		ConnectSessions: 2000, ConnectConcurrency: 32,
-		SessionsConcurrency: 128,
+		SessionsConcurrency: 128, Passes: 3,
 	}
 }
 
@@ -74,12 +81,12 @@ func DefaultSizes() Sizes {
 func QuickSizes() Sizes {
 	return Sizes{
 		IdleCounts:   []int{50, 100},
-		EchoSessions: 10, EchoRate: 200, EchoDuration: time.Second, EchoRuns: 1,
+		EchoSessions: 10, EchoRate: 200, EchoDuration: time.Second,
 		BroadcastSessions: 100, BroadcastRounds: 2,
 		RoundTripSessions: 4, RoundTripDuration: time.Second,
 		FanOutSessions: 20, FanOutPerRound: 10, FanOutDuration: time.Second,
 		ConnectSessions: 50, ConnectConcurrency: 8,
-		SessionsConcurrency: 16,
+		SessionsConcurrency: 16, Passes: 1,
 	}
 }
 
@@ -192,17 +199,31 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if !slices.Contains(cfg.Scenarios, sc) {
 			continue
 		}
+		var targets []load.Target
 		for _, t := range load.Targets {
-			if !slices.Contains(cfg.Impls, t.Impl) || (cfg.Transports != nil && !slices.Contains(cfg.Transports, t.Transport)) || !Offers(sc, t) {
-				continue
+			if slices.Contains(cfg.Impls, t.Impl) && (cfg.Transports == nil || slices.Contains(cfg.Transports, t.Transport)) && Offers(sc, t) {
+				targets = append(targets, t)
 			}
-			if ctx.Err() != nil {
-				return rep, ctx.Err()
+		}
+		passes := 1
+		if _, repeated := headlines[sc]; repeated {
+			passes = max(cfg.Sizes.Passes, 1)
+		}
+		runs := make([][]Result, len(targets))
+		for pass := 0; pass < passes; pass++ {
+			for k := range targets {
+				i := (k + pass) % len(targets)
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+				for _, r := range measure(ctx, &cfg, dialer, sc, targets[i], maxSessions) {
+					runs[i] = append(runs[i], r)
+					fmt.Fprintln(cfg.Progress, progressLine(r))
+				}
 			}
-			for _, r := range measure(ctx, &cfg, dialer, sc, t, maxSessions) {
-				rep.Results = append(rep.Results, r)
-				fmt.Fprintln(cfg.Progress, progressLine(r))
-			}
+		}
+		for i := range targets {
+			rep.Results = append(rep.Results, median(sc, runs[i])...)
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -240,6 +261,7 @@ func measure(ctx context.Context, cfg *Config, dialer *load.Dialer, sc string, t
 	defer p.stop()
 	serverCPU0, clientCPU0 := p.cpuSeconds(), selfCPUSeconds()
 	env := load.NewEnv("http://"+p.addr, dialer)
+	env.CPU = func() (float64, float64) { return p.cpuSeconds(), selfCPUSeconds() }
 	defer env.Close()
 	sz := cfg.Sizes
 	var out []Result
@@ -267,7 +289,8 @@ func measure(ctx context.Context, cfg *Config, dialer *load.Dialer, sc string, t
 			out = append(out, r)
 		}
 	case ScenarioEcho:
-		res.Figures, err = echoRuns(ctx, env, t, sz)
+		res.Figures, err = load.Echo(ctx, env, t, load.EchoConfig{Sessions: sz.EchoSessions, Rate: sz.EchoRate,
+			Duration: sz.EchoDuration, Concurrency: sz.SessionsConcurrency})
 	case ScenarioBroadcast:
 		res.Figures, err = load.Broadcast(ctx, env, t, load.BroadcastConfig{Sessions: sz.BroadcastSessions,
 			Rounds: sz.BroadcastRounds, Size: load.MessageSize, Concurrency: sz.SessionsConcurrency})
@@ -331,23 +354,39 @@ func joinErr(a, b string) string {
 	return a + " (" + b + ")"
 }
 
-// echoRuns runs the echo scenario sz.EchoRuns times on one server and
-// reports the run whose p99 is the median, with the lowest and highest
-// p99 beside it: one run's tail on a shared core swings by 2-3x, and the
-// median of a few is what a second run of the bench would show again.
-func echoRuns(ctx context.Context, env *load.Env, t load.Target, sz Sizes) (load.Figures, error) {
-	var runs []load.Figures
-	for i := 0; i < max(sz.EchoRuns, 1); i++ {
-		f, err := load.Echo(ctx, env, t, load.EchoConfig{Sessions: sz.EchoSessions, Rate: sz.EchoRate,
-			Duration: sz.EchoDuration, Concurrency: sz.SessionsConcurrency})
-		if err != nil {
-			return f, err
-		}
-		runs = append(runs, f)
+// headlines are the repeated scenarios' headline figures: the one the
+// median run is chosen by, and whether lower is better.
+var headlines = map[string]struct {
+	key         string
+	lowerBetter bool
+}{
+	ScenarioEcho:      {"p99_ms", true},
+	ScenarioBroadcast: {"p99_ms", true},
+	ScenarioRoundTrip: {"round_trips_per_s", false},
+	ScenarioFanOut:    {"messages_per_s", false},
+	ScenarioConnect:   {"connects_per_s", false},
+}
+
+// median reduces one server's runs of scenario sc to the run whose
+// headline figure is the median, with the lowest and highest beside it
+// (<key>_lo, <key>_hi) and the count of runs: a single run's tail on one
+// shared core swings 2-3x, and the median of a few is what a second run
+// of the bench would show again. A failed run is reported as it is: a
+// failure is never averaged away.
+func median(sc string, runs []Result) []Result {
+	h, repeated := headlines[sc]
+	if !repeated || len(runs) <= 1 {
+		return runs
 	}
-	slices.SortFunc(runs, func(a, b load.Figures) int { return cmp.Compare(a["p99_ms"], b["p99_ms"]) })
-	f := runs[len(runs)/2]
-	f["p99_lo_ms"], f["p99_hi_ms"] = runs[0]["p99_ms"], runs[len(runs)-1]["p99_ms"]
+	if i := slices.IndexFunc(runs, func(r Result) bool { return !r.OK() }); i >= 0 {
+		return runs[i : i+1]
+	}
+	sorted := slices.Clone(runs)
+	slices.SortStableFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Figures[h.key], b.Figures[h.key]) })
+	m := sorted[len(sorted)/2]
+	f := maps.Clone(m.Figures)
+	f[h.key+"_lo"], f[h.key+"_hi"] = sorted[0].Figures[h.key], sorted[len(sorted)-1].Figures[h.key]
 	f["runs"] = float64(len(runs))
-	return f, nil
+	m.Figures = f
+	return []Result{m}
 }
