@@ -143,9 +143,6 @@ func (c *rfcConn) writeRest(b []byte, held bool) error {
 	return c.writeLocked(b)
 }
 
-// appendMessage appends a text message framed for the wire, as AppendText.
-func (c *rfcConn) appendMessage(dst, msg []byte) []byte { return appendRFCText(dst, msg) }
-
 // appendRFCText appends msg as a server's text frame: unmasked, FIN.
 func appendRFCText[T string | []byte](dst []byte, msg T) []byte {
 	n := len(msg)
@@ -415,8 +412,6 @@ func (h *hixieConn) ReadMessage() (string, error) {
 }
 
 func (h *hixieConn) AppendText(dst []byte, msg string) []byte { return appendHixieText(dst, msg) }
-
-func (h *hixieConn) appendMessage(dst, msg []byte) []byte { return appendHixieText(dst, msg) }
 
 // appendHixieText appends msg as a draft text frame: 0x00, UTF-8, 0xFF.
 func appendHixieText[T string | []byte](dst []byte, msg T) []byte {

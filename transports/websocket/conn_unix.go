@@ -5,6 +5,7 @@ package websocket
 import (
 	"io"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -27,31 +28,87 @@ func (c *rfcConn) initRaw() bool {
 	return true
 }
 
+// rawOp is one non-blocking read or write on a socket, with its method
+// values bound once: a closure handed to syscall.RawConn escapes (it is
+// an interface's method), so one made per call cost three allocations per
+// message written — its captured results and itself. rawOps are pooled.
+type rawOp struct {
+	p       []byte
+	n       int
+	err     error
+	readFn  func(fd uintptr) bool
+	writeFn func(fd uintptr) bool
+}
+
+var rawOps = sync.Pool{New: func() any {
+	op := new(rawOp)
+	op.readFn, op.writeFn = op.read, op.write
+	return op
+}}
+
+func getRawOp(p []byte) *rawOp {
+	op := rawOps.Get().(*rawOp)
+	op.p, op.n, op.err = p, 0, nil
+	return op
+}
+
+func (op *rawOp) put() {
+	op.p, op.err = nil, nil
+	rawOps.Put(op)
+}
+
+// read reads once (retrying EINTR); it never asks to wait.
+func (op *rawOp) read(fd uintptr) bool {
+	for {
+		m, e := syscall.Read(int(fd), op.p)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			op.err = errWouldBlock
+		case e != nil:
+			op.err = &net.OpError{Op: "read", Net: "tcp", Err: e}
+		case m == 0:
+			op.err = io.EOF
+		default:
+			op.n = m
+		}
+		return true
+	}
+}
+
+// write writes as much of op.p as the socket takes now; it never asks to
+// wait.
+func (op *rawOp) write(fd uintptr) bool {
+	for op.n < len(op.p) {
+		m, e := syscall.Write(int(fd), op.p[op.n:])
+		if m > 0 {
+			op.n += m
+		}
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e == syscall.EAGAIN:
+			return true
+		case e != nil:
+			op.err = &net.OpError{Op: "write", Net: "tcp", Err: e}
+			return true
+		case m <= 0:
+			return true
+		}
+	}
+	return true
+}
+
 // readNB reads what the socket holds now, without waiting: errWouldBlock
 // if nothing, io.EOF at the peer's end. Not while another read runs.
 func (c *rfcConn) readNB(p []byte) (n int, err error) {
-	cerr := c.rc.Read(func(fd uintptr) bool {
-		for {
-			m, e := syscall.Read(int(fd), p)
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				err = errWouldBlock
-			case e != nil:
-				err = &net.OpError{Op: "read", Net: "tcp", Err: e}
-			case m == 0:
-				err = io.EOF
-			default:
-				n = m
-			}
-			return true // never wait
-		}
-	})
-	if cerr != nil {
+	op := getRawOp(p)
+	defer op.put()
+	if cerr := c.rc.Read(op.readFn); cerr != nil {
 		return 0, cerr // closed, or past the read deadline
 	}
-	return n, err
+	return op.n, op.err
 }
 
 // tryWrite writes what the socket takes now, without waiting. When it
@@ -67,26 +124,10 @@ func (c *rfcConn) tryWrite(b []byte) (n int, held bool, err error) {
 		c.wmu.Unlock()
 		return 0, false, net.ErrClosed
 	}
-	cerr := c.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, e := syscall.Write(int(fd), b[n:])
-			if m > 0 {
-				n += m
-			}
-			switch {
-			case e == syscall.EINTR:
-				continue
-			case e == syscall.EAGAIN:
-				return true
-			case e != nil:
-				err = &net.OpError{Op: "write", Net: "tcp", Err: e}
-				return true
-			case m <= 0:
-				return true
-			}
-		}
-		return true // never wait
-	})
+	op := getRawOp(b)
+	cerr := c.rc.Write(op.writeFn)
+	n, err = op.n, op.err
+	op.put()
 	if cerr != nil {
 		err = cerr
 	}

@@ -838,17 +838,6 @@ func (l *link) pumpLocked() {
 	}
 }
 
-// framer appends a message framed for its dialect (as Conn.AppendText,
-// from bytes).
-type framer interface {
-	appendMessage(dst, msg []byte) []byte
-}
-
-var (
-	_ framer = (*rfcConn)(nil)
-	_ framer = (*hixieConn)(nil)
-)
-
 // message appends one outbound message as a WebSocket message. A
 // broadcast's frame tail was encoded once for every session; only its
 // sequence number is written here.
@@ -864,11 +853,18 @@ func (l *link) frame(buf []byte, f wire.Frame) []byte {
 }
 
 // text appends enc, one encoded session frame, as a WebSocket message.
+// The dialects are called by their types, not through an interface: enc
+// is most often on the caller's stack, and an interface call would move
+// it to the heap (a 256-byte allocation per message).
 func (l *link) text(buf, enc []byte) []byte {
-	if fr, ok := l.conn.(framer); ok {
-		return fr.appendMessage(buf, enc)
+	switch c := l.conn.(type) {
+	case *rfcConn:
+		return appendRFCText(buf, enc)
+	case *hixieConn:
+		return appendHixieText(buf, enc)
+	default:
+		return c.AppendText(buf, string(enc))
 	}
-	return l.conn.AppendText(buf, string(enc))
 }
 
 var (
@@ -1101,6 +1097,11 @@ var (
 	_ parkable = (*hixieConn)(nil)
 )
 
+// inbound holds the one message take hands to the session (which copies
+// what it keeps): a slice literal passed through the Endpoint interface
+// would be an allocation per message received.
+var inbound = sync.Pool{New: func() any { return new([1]session.Message) }}
+
 // take hands one message to the session; a non-zero code ends the connection.
 func (l *link) take(msg string) (session.Code, string) {
 	ctx := context.Background()
@@ -1117,15 +1118,21 @@ func (l *link) take(msg string) (session.Code, string) {
 	}
 	switch f.Kind {
 	case wire.KindMessage:
-		acked, err := l.ep.Receive(ctx, []session.Message{{Seq: f.Seq, Data: f.Data}})
-		var ce *session.CloseError
-		switch {
-		case errors.Is(err, session.ErrSeqGap):
-			return session.CodeProtocolError, "sequence gap"
-		case errors.Is(err, session.ErrTooLarge):
-			return session.CodeMessageTooBig, "message too large"
-		case err != nil && !errors.As(err, &ce):
-			return session.CodeInternalError, "internal error"
+		one := inbound.Get().(*[1]session.Message)
+		one[0] = session.Message{Seq: f.Seq, Data: f.Data}
+		acked, err := l.ep.Receive(ctx, one[:])
+		one[0] = session.Message{}
+		inbound.Put(one)
+		if err != nil {
+			var ce *session.CloseError
+			switch {
+			case errors.Is(err, session.ErrSeqGap):
+				return session.CodeProtocolError, "sequence gap"
+			case errors.Is(err, session.ErrTooLarge):
+				return session.CodeMessageTooBig, "message too large"
+			case !errors.As(err, &ce):
+				return session.CodeInternalError, "internal error"
+			}
 		}
 		if acked > l.ackDue.Load() {
 			l.ackDue.Store(acked)
