@@ -86,7 +86,7 @@ type recorder struct {
 }
 
 func newRecorder() *recorder {
-	return &recorder{opened: make(chan *session.Session, 16), got: make(chan string, 4096), ended: make(chan error, 16)}
+	return &recorder{opened: make(chan *session.Session, 16), got: make(chan string, 4096), ended: make(chan error, 4096)}
 }
 
 func (rc *recorder) ServeSession(s *session.Session) {

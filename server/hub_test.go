@@ -448,3 +448,76 @@ func TestHubTopicsOfASession(t *testing.T) {
 		t.Fatalf("the hub keeps %d sessions and %d topics with no member", len(hub.joined), len(hub.topics))
 	}
 }
+
+// A fan-out to more members than one chunk lets the hub's lock go between
+// chunks. Members that come and go meanwhile still get each message at
+// most once and in order; one that left gets nothing after its notice;
+// one that stayed gets everything.
+func TestHubFanOutAcrossChunks(t *testing.T) {
+	const stayers, churners, leavers = 2*fanOutChunk + 5, 40, 40
+	const published = 60
+	ts, _, sessions := hubFixture(t, stayers+churners+leavers, Options{Session: session.Config{MaxQueueMessages: 4096}})
+	hub := ts.Hub()
+	for _, s := range sessions {
+		if err := hub.Subscribe(testCtx(t), s, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	churn, leave := sessions[stayers:stayers+churners], sessions[stayers+churners:]
+	var wg sync.WaitGroup
+	for _, s := range churn {
+		wg.Add(1)
+		go func(s *session.Session) {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				hub.Unsubscribe(s, "x")
+				if err := hub.Subscribe(testCtx(t), s, "x"); err != nil {
+					t.Error(err)
+				}
+			}
+		}(s)
+	}
+	for _, s := range leave {
+		wg.Add(1)
+		go func(s *session.Session) {
+			defer wg.Done()
+			hub.Unsubscribe(s, "x")
+		}(s)
+	}
+	for i := 0; i < published; i++ {
+		if _, err := hub.Publish(testCtx(t), "x", fmt.Sprint(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	for i, s := range sessions {
+		tr := &captureTransport{}
+		s.Attach(tr)
+		b, err := s.Pull(testCtx(t), tr, 0, 1<<30, nil)
+		s.Detach(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		prev, got, left := -1, 0, false
+		for _, m := range b.Messages {
+			if m.Notice() {
+				left = true
+				continue
+			}
+			var n int
+			if _, err := fmt.Sscan(m.Data, &n); err != nil {
+				continue // the fixture's own messages
+			}
+			if n <= prev {
+				t.Fatalf("session %d: %d after %d", i, n, prev)
+			}
+			if left && i >= stayers+churners {
+				t.Fatalf("session %d got %d after it left", i, n)
+			}
+			prev, got = n, got+1
+		}
+		if i < stayers && got != published {
+			t.Fatalf("session %d stayed and got %d of %d", i, got, published)
+		}
+	}
+}
