@@ -454,7 +454,10 @@ func TestHubTopicsOfASession(t *testing.T) {
 // most once and in order; one that left gets nothing after its notice;
 // one that stayed gets everything.
 func TestHubFanOutAcrossChunks(t *testing.T) {
-	const stayers, churners, leavers = 2*fanOutChunk + 5, 40, 40
+	chunk, members, gap := fanOutChunk, fanOutYieldMembers, fanOutBurstGap
+	fanOutChunk, fanOutYieldMembers, fanOutBurstGap = 16, 1, -1 // every fan-out yields
+	t.Cleanup(func() { fanOutChunk, fanOutYieldMembers, fanOutBurstGap = chunk, members, gap })
+	stayers, churners, leavers := 2*fanOutChunk+5, 40, 40
 	const published = 60
 	ts, _, sessions := hubFixture(t, stayers+churners+leavers, Options{Session: session.Config{MaxQueueMessages: 4096}})
 	hub := ts.Hub()
