@@ -404,3 +404,43 @@ func TestWebSocketHybi08Handshake(t *testing.T) {
 		t.Fatalf("echo: %q %v", f.Payload, err)
 	}
 }
+
+// Small message frames are taken on the poller's goroutine when the
+// session can take them at once: the same checks and close codes as
+// readRun's, and a full inbox hands them on to a reader that waits for
+// room — every message reaches the application once, in order.
+func TestWebSocketMessagesTakenByThePoller(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{Session: session.Config{MaxInbound: 2}})
+	c := ts.negotiate(t)
+	conn := dialWS(t, sessionWS(c, 0), nil)
+	rc.session(t)
+	conn.frame()
+	// The recorder reads as messages come; the inbox of 2 fills whenever it
+	// is behind, and the rest wait in the reader.
+	const n = 50
+	for i := 1; i <= n; i++ {
+		conn.sendFrame(wire.Frame{Kind: wire.KindMessage, Seq: uint64(i), Data: fmt.Sprint("m", i)})
+	}
+	for i := 1; i <= n; i++ {
+		if got := rc.next(t); got != fmt.Sprint("m", i) {
+			t.Fatalf("message %d: %q", i, got)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		payload string
+		code    int
+	}{
+		{"invalid UTF-8", "m1:\xff\xfe", 1007},
+		{"sequence gap", "m7:skipped six", 1002},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := ts.negotiate(t)
+			conn := dialWS(t, sessionWS(c, 0), nil)
+			conn.frame()
+			conn.send(tc.payload)
+			conn.expectClose(tc.code)
+		})
+	}
+}

@@ -155,7 +155,8 @@ type Info struct {
 // session knowing the owner.
 type Hooks struct {
 	// Open is called once, when the session opens (first attach or first
-	// message from the client).
+	// message from the client). It must return at once: it may run on a
+	// transport's goroutine that serves other connections (ReceiveNow).
 	Open func(*Session)
 	// Flushed is called once, when the close frame is handed to a transport.
 	Flushed func(*Session)
@@ -834,6 +835,53 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		return s.inSeq, s.closeErr // so that the client learns of the close
 	}
 	return s.inSeq, nil
+}
+
+// ReceiveNow is Receive for one message, without waiting: taken reports
+// false, with nothing taken, when Receive would have to wait (another
+// Receive has its turn, or the inbox is full). It lets a transport take a
+// message on a goroutine that must not wait (a poller's), and hand it to
+// Receive elsewhere otherwise. Errors are Receive's, and nothing is taken
+// with one.
+func (s *Session) ReceiveNow(m Message) (acked uint64, taken bool, err error) {
+	s.mu.Lock()
+	switch {
+	case s.receiving:
+		s.mu.Unlock()
+		return 0, false, nil
+	case s.state >= Closing:
+		acked, err = s.inSeq, s.closeErr
+		s.mu.Unlock()
+		return acked, true, err
+	case m.Seq <= s.inSeq: // already accepted: a retry
+		acked = s.inSeq
+		s.mu.Unlock()
+		return acked, true, nil
+	case m.Seq != s.inSeq+1:
+		acked = s.inSeq
+		s.mu.Unlock()
+		return acked, true, fmt.Errorf("%w: got %d after %d", ErrSeqGap, m.Seq, acked)
+	case len(m.Data) > s.cfg.MaxMessageBytes:
+		acked = s.inSeq
+		s.mu.Unlock()
+		return acked, true, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(m.Data), s.cfg.MaxMessageBytes)
+	case len(s.inbox) >= s.cfg.MaxInbound:
+		s.mu.Unlock()
+		return 0, false, nil
+	}
+	opened := s.state == Connecting
+	if opened {
+		s.state = Open
+	}
+	s.inbox = append(s.inbox, m.Data)
+	s.inSeq = m.Seq
+	acked = s.inSeq
+	s.notifyReadyLocked()
+	s.mu.Unlock()
+	if opened {
+		s.hooks.open(s)
+	}
+	return acked, true, nil
 }
 
 // endTurn ends a Receive's turn.

@@ -415,3 +415,44 @@ func TestCodes(t *testing.T) {
 		t.Fatalf("%q", ce.Error())
 	}
 }
+
+// ReceiveNow takes what Receive would take at once, and nothing when
+// Receive would wait (a full inbox, or another Receive's turn); it opens
+// the session; a refusal takes nothing.
+func TestReceiveNow(t *testing.T) {
+	f := newFixture(t, session.Config{MaxInbound: 2, MaxMessageBytes: 8})
+	s := f.s
+	if acked, taken, err := s.ReceiveNow(session.Message{Seq: 1, Data: "a"}); !taken || err != nil || acked != 1 {
+		t.Fatalf("first: %d %v %v", acked, taken, err)
+	}
+	if f.opened.Load() != 1 || s.State() != session.Open {
+		t.Fatalf("the first message did not open the session: %d %v", f.opened.Load(), s.State())
+	}
+	if acked, taken, err := s.ReceiveNow(session.Message{Seq: 1, Data: "a"}); !taken || err != nil || acked != 1 {
+		t.Fatalf("a retry is taken (and dropped): %d %v %v", acked, taken, err)
+	}
+	if _, taken, err := s.ReceiveNow(session.Message{Seq: 3, Data: "c"}); !errors.Is(err, session.ErrSeqGap) || !taken {
+		t.Fatalf("gap: %v %v", taken, err)
+	}
+	if _, _, err := s.ReceiveNow(session.Message{Seq: 2, Data: "123456789"}); !errors.Is(err, session.ErrTooLarge) {
+		t.Fatalf("too large: %v", err)
+	}
+	if acked, taken, err := s.ReceiveNow(session.Message{Seq: 2, Data: "b"}); !taken || err != nil || acked != 2 {
+		t.Fatalf("second: %d %v %v", acked, taken, err)
+	}
+	// The inbox (2) is full: Receive would wait, so ReceiveNow takes nothing.
+	if _, taken, err := s.ReceiveNow(session.Message{Seq: 3, Data: "c"}); taken || err != nil {
+		t.Fatalf("into a full inbox: %v %v", taken, err)
+	}
+	if got := s.Received(); got != 2 {
+		t.Fatalf("received %d after a refusal, want 2", got)
+	}
+	for _, want := range []string{"a", "b"} {
+		if m, err := s.Recv(ctx); m != want || err != nil {
+			t.Fatalf("Recv = %q %v, want %q", m, err, want)
+		}
+	}
+	if acked, taken, err := s.ReceiveNow(session.Message{Seq: 3, Data: "c"}); !taken || err != nil || acked != 3 {
+		t.Fatalf("after Recv made room: %d %v %v", acked, taken, err)
+	}
+}

@@ -57,3 +57,21 @@ func TestWaitersWokenOnlyForWhatTheyWaitFor(t *testing.T) {
 		t.Fatal("the close did not wake a waiter")
 	}
 }
+
+// ReceiveNow does not overtake a Receive that has its turn (one waiting
+// for inbox room, say): it takes nothing, and the message goes to Receive.
+func TestReceiveNowWaitsItsTurn(t *testing.T) {
+	cfg := Config{}.Defaults()
+	s := New(NewID(), Info{}, &cfg, nil)
+	defer s.Terminate(CodeGoingAway, "test over")
+	s.mu.Lock()
+	s.receiving = true // as a Receive in its turn
+	s.mu.Unlock()
+	if _, taken, err := s.ReceiveNow(Message{Seq: 1, Data: "a"}); taken || err != nil {
+		t.Fatalf("during another Receive's turn: taken %v, %v", taken, err)
+	}
+	s.endTurn()
+	if acked, taken, err := s.ReceiveNow(Message{Seq: 1, Data: "a"}); !taken || err != nil || acked != 1 {
+		t.Fatalf("after the turn: %d %v %v", acked, taken, err)
+	}
+}

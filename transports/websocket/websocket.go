@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 
@@ -542,7 +543,11 @@ func (l *link) fastFrames(p []byte, acked *bool) []byte {
 			ws.Cipher(msg[:n], [4]byte(p[2:6]), 0)
 			seq, ok := parseAckOrHeartbeat(msg[:n])
 			if !ok {
-				return p
+				if !l.receiveNow(msg[:n]) {
+					return p
+				}
+				p = p[6+n:]
+				continue
 			}
 			if seq > 0 {
 				for {
@@ -557,6 +562,37 @@ func (l *link) fastFrames(p []byte, acked *bool) []byte {
 		p = p[6+n:]
 	}
 	return p
+}
+
+// nowReceiver is a session that takes a message without waiting
+// (*session.Session).
+type nowReceiver interface {
+	ReceiveNow(m session.Message) (acked uint64, taken bool, err error)
+}
+
+// receiveNow gives the session a client's message (an m frame) on the
+// poller's goroutine, sparing it a reader goroutine, two read deadlines
+// and a read: false, with nothing taken, for any other frame, or when the
+// session would make the message wait, or refuses it (readRun then takes
+// it with Receive, and acts on the refusal).
+func (l *link) receiveNow(b []byte) bool {
+	rn, ok := l.ep.(nowReceiver)
+	if !ok || len(b) == 0 || b[0] != byte(wire.KindMessage) || !utf8.Valid(b) {
+		return false // invalid UTF-8: readRun closes with 1007
+	}
+	f, err := wire.ParseFrame(string(b))
+	if err != nil || f.Kind != wire.KindMessage {
+		return false
+	}
+	acked, taken, err := rn.ReceiveNow(session.Message{Seq: f.Seq, Data: f.Data})
+	if !taken || err != nil {
+		return false
+	}
+	if acked > l.ackDue.Load() {
+		l.ackDue.Store(acked)
+		l.runner.Wake()
+	}
+	return true
 }
 
 // parseAckOrHeartbeat reads "a<seq>" (seq as wire.ParseFrame takes it) or
