@@ -5,8 +5,8 @@
 // WebSocket), and the scenarios that drive them. A client is just enough
 // of its protocol to open a session, keep it alive (acks, pongs, re-polls),
 // send, and receive; it holds tens of thousands of connections cheaply: a
-// goroutine and a 1 KiB read buffer per WebSocket, net/http's pooled
-// connections for HTTP.
+// goroutine and a 1 KiB read buffer per WebSocket, kept-alive connections
+// read on the caller's goroutine for HTTP (transport.go).
 package load
 
 import (
@@ -61,23 +61,18 @@ type Env struct {
 
 // NewEnv makes an Env for the server at base (http://host:port).
 func NewEnv(base string, d *Dialer) *Env {
-	tr := &http.Transport{
-		DialContext:         d.DialContext,
-		MaxIdleConns:        0,   // no overall bound; per host below
-		MaxIdleConnsPerHost: 512, // a held poll's connection is busy, not idle
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-		ForceAttemptHTTP2:   false,
-		ReadBufferSize:      2048,
-		WriteBufferSize:     2048,
-	}
+	// The load's own requests go through a transport that does its work on
+	// the caller's goroutine (transport.go): net/http's made the client as
+	// busy as the server under test.
+	tr := newLeanTransport(d.DialContext, 512, 2048) // a held poll's connection is busy, not idle
 	ctl := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}
 	// A control call outlives the longest /_wait, and no more: a hung
 	// server fails the measurement instead of stalling the run.
 	control := &http.Client{Transport: ctl, Timeout: waitTimeout + 30*time.Second}
 	// Near the file limit, idle keep-alive connections (a WebSocket
 	// client's negotiate, say) are what gives way.
-	d.onLimit.Store(&tr)
+	var ic idleCloser = tr
+	d.onLimit.Store(&ic)
 	return &Env{Base: base, HTTP: &http.Client{Transport: tr}, Control: control, dialer: d}
 }
 
@@ -95,6 +90,9 @@ func (e *Env) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	return e.dialer.DialContext(ctx, "tcp", addr)
 }
 
+// idleCloser is a transport whose idle connections can be let go.
+type idleCloser interface{ CloseIdleConnections() }
+
 // Dialer dials loopback connections, spreading them over source addresses
 // 127.0.0.1, 127.0.0.2, … (PerSourceAddr each, counted over the process's
 // whole life), and refuses to go past the open-file limit: a refusal is a
@@ -103,7 +101,7 @@ type Dialer struct {
 	dials   atomic.Uint64
 	open    atomic.Int64
 	limit   int64
-	onLimit atomic.Pointer[*http.Transport] // its idle connections are closed at the limit
+	onLimit atomic.Pointer[idleCloser] // its idle connections are closed at the limit
 
 	mu       sync.Mutex
 	released chan struct{} // closed and replaced when a connection closes

@@ -596,6 +596,7 @@ func RoundTrips(ctx context.Context, env *Env, t Target, cfg RoundTripConfig) (F
 	rctx, cancel := context.WithTimeout(ctx, cfg.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
+	cpu := startCPU(env)
 	start := time.Now()
 	for i, s := range p.sessions {
 		wg.Add(1)
@@ -623,6 +624,7 @@ func RoundTrips(ctx context.Context, env *Env, t Target, cfg RoundTripConfig) (F
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu.per(f, "round_trip", float64(done.Load()))
 	f["sessions"] = float64(len(p.sessions))
 	f["round_trips"] = float64(done.Load())
 	f["round_trips_per_s"] = float64(done.Load()) / elapsed.Seconds()

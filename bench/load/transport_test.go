@@ -1,0 +1,180 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingDial dials with net.Dialer and counts the dials.
+func countingDial(n *atomic.Int64) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
+func TestLeanTransportKeepsConnections(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/plain")
+		io.WriteString(w, r.Method+" "+r.URL.RequestURI()+" "+r.Header.Get("Content-Type")+" "+string(body))
+	}))
+	defer srv.Close()
+	var dials atomic.Int64
+	tr := newLeanTransport(countingDial(&dials), 4, 512)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	b := &base{ctx: context.Background()}
+	env := &Env{HTTP: c}
+	for i := range 20 {
+		method, body, want := http.MethodGet, "", "GET /x?a=1  "
+		if i%2 == 1 {
+			method, body, want = http.MethodPost, strings.Repeat("b", 3000), "POST /x?a=1 text/plain "+strings.Repeat("b", 3000)
+		}
+		status, got, err := b.httpDo(env, method, srv.URL+"/x?a=1", map[bool]string{true: "text/plain"}[method == http.MethodPost], body)
+		if err != nil || status != http.StatusOK || got != want {
+			t.Fatalf("request %d: %d %q %v; want 200 %q", i, status, got, err, want)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials for 20 sequential requests; want 1 (kept alive)", n)
+	}
+}
+
+func TestLeanTransportContextEndsHeldRequest(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	var dials atomic.Int64
+	tr := newLeanTransport(countingDial(&dials), 4, 512)
+	defer tr.CloseIdleConnections()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/held", nil)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := (&http.Client{Transport: tr}).Do(req)
+		errc <- err
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("held request ended with %v; want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a cancelled context did not end the held request")
+	}
+	tr.mu.Lock()
+	idle := len(tr.idle[srv.Listener.Addr().String()])
+	tr.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("%d idle connections after a cut request; want 0", idle)
+	}
+}
+
+func TestLeanTransportRetriesConnectionClosedWhileIdle(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		io.WriteString(w, "ok "+string(body))
+	}))
+	srv.Start()
+	defer srv.Close()
+	var dials atomic.Int64
+	tr := newLeanTransport(countingDial(&dials), 4, 512)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	post := func() string {
+		t.Helper()
+		resp, err := c.Post(srv.URL+"/s", "text/plain", strings.NewReader("hello"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b)
+	}
+	if got := post(); got != "ok hello" {
+		t.Fatalf("first answer %q", got)
+	}
+	srv.CloseClientConnections() // the kept connection is now dead
+	if got := post(); got != "ok hello" {
+		t.Fatalf("answer after the server closed the idle connection: %q", got)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials; want 2 (the second request retried once on a new connection)", n)
+	}
+}
+
+func TestLeanTransportStreamsAndDropsUnreadBody(t *testing.T) {
+	next := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/plain" {
+			io.WriteString(w, "plain")
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i := range 3 {
+			io.WriteString(w, "data: "+string(rune('a'+i))+"\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-next:
+			case <-r.Context().Done():
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+	var dials atomic.Int64
+	tr := newLeanTransport(countingDial(&dials), 4, 512)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	resp, err := c.Get(srv.URL + "/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := newSSEReader(resp.Body)
+	for i := range 3 {
+		data, err := sc.next()
+		if want := string(rune('a' + i)); err != nil || data != want {
+			t.Fatalf("event %d: %q %v; want %q", i, data, err, want)
+		}
+		if i < 2 {
+			next <- struct{}{}
+		}
+	}
+	resp.Body.Close() // not read to its end: the connection must not be kept
+	resp, err = c.Get(srv.URL + "/plain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "plain" {
+		t.Fatalf("after a dropped stream: %q", b)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials; want 2 (the stream's connection was not reused)", n)
+	}
+}
+
+func TestLeanTransportRefusesHTTPS(t *testing.T) {
+	tr := newLeanTransport(countingDial(new(atomic.Int64)), 4, 512)
+	if _, err := (&http.Client{Transport: tr}).Get("https://127.0.0.1:1/"); err == nil || !strings.Contains(err.Error(), "only http") {
+		t.Fatalf("https: %v; want a refusal", err)
+	}
+}
