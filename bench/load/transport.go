@@ -99,7 +99,9 @@ func closeBody(req *http.Request) {
 // staleConnError is a failure before any byte of the answer was read.
 type staleConnError struct{ err error }
 
-func (e staleConnError) Error() string { return "connection closed before the answer: " + e.err.Error() }
+func (e staleConnError) Error() string {
+	return "connection closed before the answer: " + e.err.Error()
+}
 func (e staleConnError) Unwrap() error { return e.err }
 
 // conn takes an idle connection to host, or dials one.
