@@ -46,7 +46,7 @@ var Targets = []Target{
 	{"sockjs", WebSocket}, {"sockjs", EventStream}, {"sockjs", LongPoll},
 	{"centrifuge", WebSocket},
 	{"socketio", WebSocket}, {"socketio", LongPoll},
-	{"raw", WebSocket},
+	{"raw", WebSocket}, {"raw", LongPoll},
 }
 
 // Session is one client session.
@@ -100,6 +100,8 @@ func NewSession(env *Env, t Target, on OnMessage) (Session, error) {
 		return newSioPoll(b, env), nil
 	case Target{"raw", WebSocket}:
 		return &rawWS{base: b, env: env}, nil
+	case Target{"raw", LongPoll}:
+		return newRawPoll(b, env), nil
 	}
 	return nil, fmt.Errorf("load: no client for %s", t)
 }

@@ -3,6 +3,9 @@ package load
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync"
 
 	"github.com/cometkit/cometkit/bench/servers"
 )
@@ -43,3 +46,80 @@ func (s *rawWS) Close() {
 		s.c.close()
 	}
 }
+
+// rawPoll is the long-poll floor's client: open, then a poll at a time,
+// and sends one at a time (what queues meanwhile goes in the next, a line
+// per message).
+type rawPoll struct {
+	*base
+	env   *Env
+	id    string
+	out   poster
+	mu    sync.Mutex
+	queue []string
+}
+
+func newRawPoll(b *base, env *Env) *rawPoll {
+	s := &rawPoll{base: b, env: env}
+	s.out = poster{flush: s.flush, fail: func(err error) { s.finish(fmt.Errorf("send: %w", err)) }}
+	return s
+}
+
+func (s *rawPoll) Connect(ctx context.Context) error {
+	status, body, err := s.httpDo(s.env, http.MethodPost, s.env.Base+servers.RawPollOpenPath, "text/plain", "")
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("open: HTTP %d: %s", status, body)
+	}
+	if err != nil {
+		s.finish(err)
+		return err
+	}
+	s.id = body
+	go s.pollLoop()
+	return s.awaitWelcome(ctx)
+}
+
+func (s *rawPoll) pollLoop() {
+	u := s.env.Base + servers.RawPollPath + "?id=" + s.id
+	for {
+		status, body, err := s.httpDo(s.env, http.MethodGet, u, "", "")
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("HTTP %d: %s", status, body)
+		}
+		if err != nil {
+			s.finish(fmt.Errorf("poll: %w", err))
+			return
+		}
+		if body == "" {
+			continue // held to its end with nothing to say
+		}
+		for _, msg := range strings.Split(body, "\n") {
+			s.deliver(msg)
+		}
+	}
+}
+
+func (s *rawPoll) Send(msg string) error {
+	s.mu.Lock()
+	s.queue = append(s.queue, msg)
+	s.mu.Unlock()
+	s.out.kick()
+	return nil
+}
+
+func (s *rawPoll) flush() error {
+	s.mu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.mu.Unlock()
+	if len(q) == 0 {
+		return nil
+	}
+	status, body, err := s.httpDo(s.env, http.MethodPost, s.env.Base+servers.RawPollSendPath+"?id="+s.id, "text/plain", strings.Join(q, "\n"))
+	if err == nil && status != http.StatusNoContent {
+		err = fmt.Errorf("HTTP %d: %s", status, body)
+	}
+	return err
+}
+
+func (s *rawPoll) Close() { s.finish(ErrClosed) }

@@ -161,7 +161,7 @@ func Chart(rep *Report) string {
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/>`, x, headerH, implColors[impl])
 		name := impl
 		if impl == "raw" {
-			name = "raw WebSocket (floor)"
+			name = "raw floor (no session layer)"
 		}
 		fmt.Fprintf(&b, `<text x="%d" y="%d" font-size="12" fill="#212529">%s</text>`+"\n", x+16, headerH+11, esc(name))
 		x += 30 + 8*len(name)

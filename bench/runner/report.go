@@ -214,7 +214,7 @@ func Markdown(rep *Report) string {
 		fmt.Fprintf(&b, "- Modules: %s.\n", strings.Join(rep.Versions, ", "))
 	}
 	b.WriteString("- Ratios: the row's figure divided by the best peer's (sockjs, centrifuge, socket.io) on the same transport, " +
-		"and by the raw WebSocket floor's (WebSocket rows only). A failed measurement is never a reference.\n\n")
+		"and by the raw floor's on the same transport (WebSocket and long-poll rows: no session layer). A failed measurement is never a reference.\n\n")
 	writeTargets(&b, rep)
 	for _, sp := range specs(rep) {
 		rs := rows(rep, sp)
@@ -222,7 +222,7 @@ func Markdown(rep *Report) string {
 			continue
 		}
 		fmt.Fprintf(&b, "## %s\n\n%s\n\n", sp.title, sp.intro)
-		withRaw := slices.ContainsFunc(rs, func(r Result) bool { return r.Transport == load.WebSocket })
+		withRaw := slices.ContainsFunc(rs, func(r Result) bool { return r.Impl == "raw" })
 		b.WriteString("| server | transport |")
 		for _, c := range sp.cols {
 			b.WriteString(" " + c.head + " |")

@@ -164,8 +164,8 @@ func TestFailingServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 8 { // (raw websocket + 3 sockjs transports) × 2 scenarios
-		t.Fatalf("%d results, want 8", len(rep.Results))
+	if len(rep.Results) != 10 { // (raw websocket and long-poll + 3 sockjs transports) × 2 scenarios
+		t.Fatalf("%d results, want 10", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		if r.OK() || !strings.Contains(r.Error, "server exited during the run: exit status 3") {

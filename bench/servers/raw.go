@@ -21,6 +21,7 @@ const rawWriteTimeout = 10 * time.Second
 // in a loop.
 type rawImpl struct {
 	t     *tracker
+	poll  *rawPoll // the long-poll floor (rawpoll.go)
 	mu    sync.RWMutex
 	conns map[*rawConn]struct{}
 }
@@ -31,11 +32,16 @@ type rawConn struct {
 	mu sync.Mutex // one writer at a time: echo and broadcast
 }
 
-func newRaw(t *tracker) *rawImpl { return &rawImpl{t: t, conns: map[*rawConn]struct{}{}} }
+func newRaw(ctx context.Context, t *tracker) *rawImpl {
+	s := &rawImpl{t: t, poll: newRawPoll(t), conns: map[*rawConn]struct{}{}}
+	go s.poll.sweep(ctx)
+	return s
+}
 
 func (s *rawImpl) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+RawWebSocketPath, s.serve)
+	s.poll.register(mux)
 	return mux
 }
 
@@ -132,5 +138,5 @@ func (s *rawImpl) broadcast(_ context.Context, payload string) (int, error) {
 	for _, c := range conns {
 		_ = c.write(frame) // a dead peer is its reader's business
 	}
-	return len(conns), nil
+	return len(conns) + s.poll.broadcast(payload), nil
 }

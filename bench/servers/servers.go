@@ -1,6 +1,6 @@
 // Package servers holds the servers the benchmark compares: cometkit and its
-// peers (sockjs-go, centrifuge, a socket.io Go server) and a raw WebSocket
-// floor. Each does the same small application — a welcome message to every
+// peers (sockjs-go, centrifuge, a socket.io Go server) and a raw floor
+// (WebSocket and long-polling with no session layer). Each does the same small application — a welcome message to every
 // new session, an echo of every message a client sends, and a broadcast on
 // demand — set up the way its own documentation recommends, and shares its
 // listener with the control endpoints the load generator drives:
@@ -148,7 +148,7 @@ func Run(ctx context.Context, cfg Config) error {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	t := newTracker()
-	im, err := newImpl(cfg.Impl, t, log)
+	im, err := newImpl(ctx, cfg.Impl, t, log)
 	if err != nil {
 		return err
 	}
@@ -189,7 +189,7 @@ func Run(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-func newImpl(name string, t *tracker, log *slog.Logger) (impl, error) {
+func newImpl(ctx context.Context, name string, t *tracker, log *slog.Logger) (impl, error) {
 	switch name {
 	case "cometkit":
 		return newCometkit(t, log)
@@ -200,7 +200,7 @@ func newImpl(name string, t *tracker, log *slog.Logger) (impl, error) {
 	case "socketio":
 		return newSocketIO(t), nil
 	case "raw":
-		return newRaw(t), nil
+		return newRaw(ctx, t), nil
 	}
 	return nil, fmt.Errorf("unknown implementation %q (want one of %s)", name, strings.Join(Impls, ", "))
 }
