@@ -842,9 +842,14 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 // Receive has its turn, or the inbox is full). It lets a transport take a
 // message on a goroutine that must not wait (a poller's), and hand it to
 // Receive elsewhere otherwise. Errors are Receive's, and nothing is taken
-// with one.
+// with one. Nor does it wait for the session's lock: while another holds it
+// (which may be for a Log's round trip to a store outside the process) it
+// takes nothing, so one busy session never stalls a poller that serves
+// every connection.
 func (s *Session) ReceiveNow(m Message) (acked uint64, taken bool, err error) {
-	s.mu.Lock()
+	if !s.mu.TryLock() {
+		return 0, false, nil
+	}
 	switch {
 	case s.receiving:
 		s.mu.Unlock()

@@ -75,3 +75,30 @@ func TestReceiveNowWaitsItsTurn(t *testing.T) {
 		t.Fatalf("after the turn: %d %v %v", acked, taken, err)
 	}
 }
+
+// ReceiveNow never waits for the session's lock (its caller is a poller
+// serving every connection; the lock may be held across a Log's round trip
+// to an outside store): it takes nothing while another holds it.
+func TestReceiveNowDoesNotWaitForTheLock(t *testing.T) {
+	cfg := Config{}.Defaults()
+	s := New(NewID(), Info{}, &cfg, nil)
+	defer s.Terminate(CodeGoingAway, "test over")
+	type result struct {
+		taken bool
+		err   error
+	}
+	s.mu.Lock() // as a Send whose Log.Append is slow
+	done := make(chan result, 1)
+	go func() {
+		_, taken, err := s.ReceiveNow(Message{Seq: 1, Data: "a"})
+		done <- result{taken, err}
+	}()
+	r := <-done // with a waiting Lock this never comes: the test times out
+	s.mu.Unlock()
+	if r.taken || r.err != nil {
+		t.Fatalf("while the lock was held: taken %v, %v", r.taken, r.err)
+	}
+	if acked, taken, err := s.ReceiveNow(Message{Seq: 1, Data: "a"}); !taken || err != nil || acked != 1 {
+		t.Fatalf("once the lock was free: %d %v %v", acked, taken, err)
+	}
+}

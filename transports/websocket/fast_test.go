@@ -46,29 +46,37 @@ func TestFastFrames(t *testing.T) {
 	ping := masked(ws.NewPingFrame(nil))
 	a01 := masked(text("a01"))
 	a5 := masked(text("a5"))
+	over := masked(text("a123456"))
 	cases := []struct {
-		name  string
-		in    []byte
-		raw   bool
-		rest  []byte
-		ackIn uint64
-		acked bool
+		name   string
+		in     []byte
+		raw    bool
+		rest   []byte
+		ackIn  uint64
+		acked  bool
+		maxMsg int // the connection's message limit, when set
 	}{
-		{"ack", masked(text("a5")), false, nil, 5, true},
-		{"heartbeat, acks out of order, pong", masked(text("h"), text("a7"), text("a6"), ws.NewPongFrame(nil)), false, nil, 7, true},
-		{"ack then message", append(masked(text("a3")), msg...), false, msg, 3, true},
-		{"partial", a3[:5], false, a3[:5], 0, false},
-		{"unmasked", []byte{0x81, 0x02, 'a', '1'}, false, []byte{0x81, 0x02, 'a', '1'}, 0, false},
-		{"fragment", frag, false, frag, 0, false},
-		{"ping", ping, false, ping, 0, false},
-		{"too long to be an ack", long, false, long, 0, false},
-		{"malformed ack", a01, false, a01, 0, false},
-		{"raw endpoint text", a5, true, a5, 0, false},
-		{"raw endpoint pong", masked(ws.NewPongFrame([]byte("x"))), true, nil, 0, false},
+		{"ack", masked(text("a5")), false, nil, 5, true, 0},
+		{"heartbeat, acks out of order, pong", masked(text("h"), text("a7"), text("a6"), ws.NewPongFrame(nil)), false, nil, 7, true, 0},
+		{"ack then message", append(masked(text("a3")), msg...), false, msg, 3, true, 0},
+		{"partial", a3[:5], false, a3[:5], 0, false, 0},
+		{"unmasked", []byte{0x81, 0x02, 'a', '1'}, false, []byte{0x81, 0x02, 'a', '1'}, 0, false, 0},
+		{"fragment", frag, false, frag, 0, false, 0},
+		{"ping", ping, false, ping, 0, false, 0},
+		{"too long to be an ack", long, false, long, 0, false, 0},
+		{"malformed ack", a01, false, a01, 0, false, 0},
+		{"raw endpoint text", a5, true, a5, 0, false, 0},
+		{"raw endpoint pong", masked(ws.NewPongFrame([]byte("x"))), true, nil, 0, false, 0},
+		// readRun closes such a frame with 1009: it must reach readRun.
+		{"over the message limit", over, false, over, 0, false, 4},
+		{"within the message limit", masked(text("a1234")), false, nil, 1234, true, 5},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			l := &link{raw: tc.raw}
+			if tc.maxMsg > 0 {
+				l.rfc = &rfcConn{maxMsg: int32(tc.maxMsg)}
+			}
 			in := append([]byte(nil), tc.in...)
 			acked := false
 			rest := l.fastFrames(in, &acked)

@@ -529,13 +529,19 @@ func (l *link) readAlone() {
 
 // fastFrames takes the complete, unfragmented, small frames at the head of
 // p that fastRead may take, and returns the rest from the first it may not.
+// A text frame over the connection's message limit is handed on too, for
+// readRun to close with 1009 as it would have.
 func (l *link) fastFrames(p []byte, acked *bool) []byte {
+	textLimit := 125
+	if l.rfc != nil {
+		textLimit = min(textLimit, int(l.rfc.maxMsg))
+	}
 	for len(p) >= 6 {
 		b0, b1 := p[0], p[1]
 		op, n := ws.OpCode(b0&0x0F), int(b1&0x7F)
 		if b0&0xF0 != 0x80 || b1&0x80 == 0 || n > 125 || len(p) < 6+n ||
-			(op != ws.OpText && op != ws.OpPong) || (op == ws.OpText && l.raw) {
-			return p // not final, reserved bits, unmasked, long, partial, or not ours to take here
+			(op != ws.OpText && op != ws.OpPong) || (op == ws.OpText && (l.raw || n > textLimit)) {
+			return p // not final, reserved bits, unmasked, long, partial, over the limit, or not ours to take here
 		}
 		if op == ws.OpText {
 			var msg [125]byte
