@@ -65,6 +65,7 @@ func NewEnv(base string, d *Dialer) *Env {
 	// the caller's goroutine (transport.go): net/http's made the client as
 	// busy as the server under test.
 	tr := newLeanTransport(d.DialContext, 512, 2048) // a held poll's connection is busy, not idle
+	tr.shed = d.Starved
 	ctl := &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 4}
 	// A control call outlives the longest /_wait, and no more: a hung
 	// server fails the measurement instead of stalling the run.
@@ -102,6 +103,7 @@ type Dialer struct {
 	open    atomic.Int64
 	limit   int64
 	onLimit atomic.Pointer[idleCloser] // its idle connections are closed at the limit
+	waiting atomic.Int32               // dials waiting at the limit for a connection to close
 
 	mu       sync.Mutex
 	released chan struct{} // closed and replaced when a connection closes
@@ -145,15 +147,23 @@ func (d *Dialer) reserve(ctx context.Context) error {
 			timer = time.NewTimer(limitWait)
 			continue
 		}
+		d.waiting.Add(1)
 		select {
 		case <-ch:
 		case <-timer.C:
+			d.waiting.Add(-1)
 			return ErrFileLimit
 		case <-ctx.Done():
+			d.waiting.Add(-1)
 			return ctx.Err()
 		}
+		d.waiting.Add(-1)
 	}
 }
+
+// Starved reports whether a dial is waiting for a connection to close: a
+// connection that would be kept idle is better closed then.
+func (d *Dialer) Starved() bool { return d.waiting.Load() > 0 }
 
 func (d *Dialer) release() {
 	d.open.Add(-1)

@@ -32,6 +32,11 @@ type leanTransport struct {
 	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle    int // idle connections kept per host
 	bufferSize int
+	// shed, when it says so, closes a connection that would be kept idle:
+	// a dial is waiting at the open-file limit for one to close. (net/http
+	// hands a freed connection to a request waiting on its dial; here the
+	// waiting dial gets its file.)
+	shed func() bool
 
 	mu   sync.Mutex
 	idle map[string][]*leanConn // by host:port, most recently used last
@@ -123,6 +128,10 @@ func (t *leanTransport) conn(ctx context.Context, host string) (*leanConn, bool,
 
 // put keeps c for the next request to host, or closes it if enough are kept.
 func (t *leanTransport) put(host string, c *leanConn) {
+	if t.shed != nil && t.shed() {
+		c.nc.Close()
+		return
+	}
 	t.mu.Lock()
 	if l := t.idle[host]; len(l) < t.maxIdle {
 		t.idle[host] = append(l, c)

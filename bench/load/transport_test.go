@@ -178,3 +178,41 @@ func TestLeanTransportRefusesHTTPS(t *testing.T) {
 		t.Fatalf("https: %v; want a refusal", err)
 	}
 }
+
+// At the open-file limit (a dial waiting for a file), a finished request's
+// connection is closed instead of kept idle, so the waiting dial gets it.
+func TestLeanTransportShedsIdleWhenStarved(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	defer srv.Close()
+	var dials atomic.Int64
+	var starved atomic.Bool
+	tr := newLeanTransport(countingDial(&dials), 4, 512)
+	tr.shed = starved.Load
+	defer tr.CloseIdleConnections()
+	get := func() {
+		t.Helper()
+		resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body)
+		resp.Body.Close()
+	}
+	get()
+	get()
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("%d dials before starving; want 1", n)
+	}
+	starved.Store(true)
+	get() // takes the kept connection, and closes it after
+	get()
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials while starved; want 2 (nothing kept idle)", n)
+	}
+	tr.mu.Lock()
+	idle := len(tr.idle[srv.Listener.Addr().String()])
+	tr.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("%d connections kept idle while starved", idle)
+	}
+}
