@@ -421,7 +421,9 @@ var CometKit = (function (env) {
         if (k === "g") { this.fire("gap", { topic: d }); }
       }
       if (this.rcv - this.ackd >= this.o.ackEvery) { this.flush(); } else if (!this.ackTimer && this.readyState < 2) {
-        this.ackTimer = env.setTimeout(function () { self.ackTimer = null; self.flush(); }, 1000);
+        // 0.5-1.5 s: a broadcast reaches every client at once, and timers of one length would
+        // bring all their acknowledgements back to the server in one burst a second later.
+        this.ackTimer = env.setTimeout(function () { self.flush(); }, 500 + 1000 * Math.random());
       }
     } else if (k === "a") {
       while (this.out.length && this.out[0].s <= n) { this.out.shift(); }
@@ -446,9 +448,9 @@ var CometKit = (function (env) {
   // flush sends what is due: our unacknowledged messages and our ack.
   P.flush = function () {
     var c = this.conn, i, frames = [], ack = this.rcv > this.ackd && !(c && c.lp);
-    if (!c || !this.opened || this.readyState > 2) { return; }
     env.clearTimeout(this.ackTimer);
     this.ackTimer = null;
+    if (!c || !this.opened || this.readyState > 2) { return; }
     if (c.ws) {
       for (i = 0; i < this.out.length; i++) { if (this.out[i].s > this.wsSent) { frames.push("m" + this.out[i].s + ":" + this.out[i].d); this.wsSent = this.out[i].s; } }
       if (ack) { frames.push("a" + this.rcv); }

@@ -57,11 +57,23 @@ test("acknowledges received messages by count and by time", () => {
   assert.deepStrictEqual(ws.sent, []);
   ws.onmessage({ data: "m3:x" });
   assert.deepStrictEqual(ws.sent, ["a3"]);
-  ws.onmessage({ data: "m4:x" });
-  b.tick(999);
-  assert.deepStrictEqual(ws.sent, ["a3"]);
-  b.tick(1);
-  assert.deepStrictEqual(ws.sent, ["a3", "a4"]);
+  const random = Math.random;
+  try {
+    Math.random = () => 0.9; // the timer is 0.5-1.5 s, spread so that a broadcast's acks do not come back at once
+    ws.onmessage({ data: "m4:x" });
+    b.tick(1399);
+    assert.deepStrictEqual(ws.sent, ["a3"]);
+    b.tick(1);
+    assert.deepStrictEqual(ws.sent, ["a3", "a4"]);
+    Math.random = () => 0;
+    ws.onmessage({ data: "m5:x" });
+    b.tick(499);
+    assert.deepStrictEqual(ws.sent, ["a3", "a4"]);
+    b.tick(1);
+    assert.deepStrictEqual(ws.sent, ["a3", "a4", "a5"]);
+  } finally {
+    Math.random = random;
+  }
 });
 
 test("a WebSocket that opens but delivers nothing falls back to the event stream, and is remembered", () => {
