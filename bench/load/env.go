@@ -221,6 +221,15 @@ type countedConn struct {
 	closed atomic.Bool
 }
 
+// SyscallConn lets the load's HTTP transport look at an idle connection.
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("load: not a socket")
+	}
+	return sc.SyscallConn()
+}
+
 func (c *countedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.d.release()

@@ -10,7 +10,10 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // leanTransport is the load generator's http.RoundTripper: HTTP/1.1 on
@@ -24,14 +27,18 @@ import (
 //
 // It does what the bench's clients need and no more: http:// only, no
 // proxies, no compression, no redirects of its own (http.Client follows
-// them), no HTTP/2. A request on a reused connection that fails before
-// any byte of its answer arrives is tried once more on a new connection
-// when its body can be replayed, as net/http does for a connection the
-// server closed while idle.
+// them), no HTTP/2, bodies of known length only. A connection kept idle
+// for probeAfter or longer is looked at before it is used again (a peek
+// that does not wait): one the server closed meanwhile is dropped. A
+// request on a reused connection is tried once more on a new one when
+// writing it failed, or, for a GET or HEAD, when the connection closed
+// before any byte of the answer; a POST that was written is not sent
+// twice, as net/http does not: the server may have taken it.
 type leanTransport struct {
 	dial       func(ctx context.Context, network, addr string) (net.Conn, error)
 	maxIdle    int // idle connections kept per host
 	bufferSize int
+	probeAfter time.Duration // idle this long, a connection is looked at before use
 	// shed, when it says so, closes a connection that would be kept idle:
 	// a dial is waiting at the open-file limit for one to close. (net/http
 	// hands a freed connection to a request waiting on its dial; here the
@@ -43,13 +50,14 @@ type leanTransport struct {
 }
 
 type leanConn struct {
-	nc net.Conn
-	br *bufio.Reader
-	bw *bufio.Writer
+	nc        net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	idleSince time.Time
 }
 
 func newLeanTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle, bufferSize int) *leanTransport {
-	return &leanTransport{dial: dial, maxIdle: maxIdle, bufferSize: bufferSize, idle: map[string][]*leanConn{}}
+	return &leanTransport{dial: dial, maxIdle: maxIdle, bufferSize: bufferSize, probeAfter: time.Second, idle: map[string][]*leanConn{}}
 }
 
 // RoundTrip sends req and reads the head of its answer; the body is read
@@ -59,6 +67,10 @@ func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "http" {
 		closeBody(req)
 		return nil, fmt.Errorf("lean transport: scheme %q: only http", req.URL.Scheme)
+	}
+	if req.Body != nil && req.Body != http.NoBody && req.ContentLength <= 0 {
+		closeBody(req)
+		return nil, errors.New("lean transport: a body of unknown length")
 	}
 	host := req.URL.Host
 	if req.URL.Port() == "" {
@@ -79,7 +91,9 @@ func (t *leanTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("%s %s: %w", req.Method, req.URL, ctxErr)
 		}
 		var stale staleConnError
-		if attempt == 0 && reused && errors.As(err, &stale) && (req.Body == nil || req.GetBody != nil) {
+		idempotent := req.Method == http.MethodGet || req.Method == http.MethodHead
+		if attempt == 0 && reused && errors.As(err, &stale) && (!stale.written || idempotent) &&
+			(req.Body == nil || req.GetBody != nil) {
 			if req.GetBody != nil {
 				body, gerr := req.GetBody()
 				if gerr != nil {
@@ -101,8 +115,12 @@ func closeBody(req *http.Request) {
 	}
 }
 
-// staleConnError is a failure before any byte of the answer was read.
-type staleConnError struct{ err error }
+// staleConnError is a failure before any byte of the answer was read;
+// written says whether the whole request had been sent.
+type staleConnError struct {
+	err     error
+	written bool
+}
 
 func (e staleConnError) Error() string {
 	return "connection closed before the answer: " + e.err.Error()
@@ -111,14 +129,22 @@ func (e staleConnError) Unwrap() error { return e.err }
 
 // conn takes an idle connection to host, or dials one.
 func (t *leanTransport) conn(ctx context.Context, host string) (*leanConn, bool, error) {
-	t.mu.Lock()
-	if l := t.idle[host]; len(l) > 0 {
+	for {
+		t.mu.Lock()
+		l := t.idle[host]
+		if len(l) == 0 {
+			t.mu.Unlock()
+			break
+		}
 		c := l[len(l)-1]
 		t.idle[host] = l[:len(l)-1]
 		t.mu.Unlock()
+		if time.Since(c.idleSince) >= t.probeAfter && closedWhileIdle(c.nc) {
+			c.nc.Close()
+			continue
+		}
 		return c, true, nil
 	}
-	t.mu.Unlock()
 	nc, err := t.dial(ctx, "tcp", host)
 	if err != nil {
 		return nil, false, err
@@ -134,6 +160,7 @@ func (t *leanTransport) put(host string, c *leanConn) {
 	}
 	t.mu.Lock()
 	if l := t.idle[host]; len(l) < t.maxIdle {
+		c.idleSince = time.Now()
 		t.idle[host] = append(l, c)
 		t.mu.Unlock()
 		return
@@ -162,11 +189,11 @@ func (t *leanTransport) exchange(c *leanConn, host string, req *http.Request) (*
 	stop := context.AfterFunc(req.Context(), func() { _ = c.nc.SetDeadline(time.Unix(1, 0)) })
 	if err := writeRequest(c.bw, host, req); err != nil {
 		stop()
-		return nil, staleConnError{err}
+		return nil, staleConnError{err: err}
 	}
 	if _, err := c.br.Peek(1); err != nil {
 		stop()
-		return nil, staleConnError{err}
+		return nil, staleConnError{err: err, written: true}
 	}
 	resp, err := http.ReadResponse(c.br, req)
 	if err != nil {
@@ -189,10 +216,7 @@ func writeRequest(w *bufio.Writer, host string, req *http.Request) error {
 	if err := req.Header.Write(w); err != nil {
 		return err
 	}
-	if req.Body != nil {
-		if req.ContentLength < 0 || (req.ContentLength == 0 && req.Body != http.NoBody) {
-			return errors.New("lean transport: a body of unknown length")
-		}
+	if req.Body != nil { // of known length: RoundTrip checked
 		w.WriteString("Content-Length: ")
 		w.WriteString(strconv.FormatInt(req.ContentLength, 10))
 		w.WriteString("\r\n\r\n")
@@ -242,4 +266,27 @@ func (b *leanBody) Close() error {
 		b.c.nc.Close()
 	})
 	return nil
+}
+
+// closedWhileIdle reports whether the server closed nc (or wrote on it,
+// which no answer-less idle connection should see) while it sat idle: a
+// peek that does not wait finds an end of file or data. A connection that
+// cannot be looked at is taken as alive.
+func closedWhileIdle(nc net.Conn) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	dead := false
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+		dead = n > 0 || (n == 0 && rerr == nil) || (rerr != nil && rerr != unix.EAGAIN)
+		return true // looked once: never wait
+	})
+	return dead || err != nil
 }

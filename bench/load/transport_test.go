@@ -96,6 +96,7 @@ func TestLeanTransportRetriesConnectionClosedWhileIdle(t *testing.T) {
 	defer srv.Close()
 	var dials atomic.Int64
 	tr := newLeanTransport(countingDial(&dials), 4, 512)
+	tr.probeAfter = 0 // look at every kept connection before using it
 	defer tr.CloseIdleConnections()
 	c := &http.Client{Transport: tr}
 	post := func() string {
@@ -116,7 +117,46 @@ func TestLeanTransportRetriesConnectionClosedWhileIdle(t *testing.T) {
 		t.Fatalf("answer after the server closed the idle connection: %q", got)
 	}
 	if n := dials.Load(); n != 2 {
-		t.Fatalf("%d dials; want 2 (the second request retried once on a new connection)", n)
+		t.Fatalf("%d dials; want 2 (the dead connection seen before use, a new one dialled)", n)
+	}
+}
+
+// A POST that was written on a kept connection is not sent again when the
+// connection closes before the answer: the server may have taken it.
+func TestLeanTransportDoesNotResendWrittenPost(t *testing.T) {
+	var posts atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		if posts.Add(1) == 2 { // take the second, then drop the connection unanswered
+			c, _, err := w.(http.Hijacker).Hijack()
+			if err == nil {
+				c.Close()
+			}
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	defer srv.Close()
+	tr := newLeanTransport(countingDial(new(atomic.Int64)), 4, 512)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	for i := range 2 {
+		resp, err := c.Post(srv.URL+"/s", "text/plain", strings.NewReader("x"))
+		if i == 0 {
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadAll(resp.Body)
+			resp.Body.Close()
+			continue
+		}
+		if err == nil {
+			resp.Body.Close()
+			t.Fatal("the dropped POST succeeded")
+		}
+	}
+	if n := posts.Load(); n != 2 {
+		t.Fatalf("the server saw %d POSTs for 2; want 2 (a written POST is not resent)", n)
 	}
 }
 

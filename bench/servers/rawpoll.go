@@ -114,16 +114,24 @@ func (p *rawPoll) poll(w http.ResponseWriter, r *http.Request) {
 		s.idleAt = time.Now()
 		s.mu.Unlock()
 	}()
+	select { // a signal left by a push whose lines an earlier poll took
+	case <-s.wake:
+	default:
+	}
 	q := s.take()
 	if len(q) == 0 {
 		t := time.NewTimer(rawPollHold)
 		defer t.Stop()
-		select {
-		case <-s.wake:
-			q = s.take()
-		case <-t.C:
-		case <-r.Context().Done():
-			return
+	wait:
+		for len(q) == 0 {
+			select {
+			case <-s.wake:
+				q = s.take() // empty: a stale signal after all; wait on
+			case <-t.C:
+				break wait
+			case <-r.Context().Done():
+				return
+			}
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
