@@ -44,15 +44,27 @@ func NoCache(h http.Header) {
 	setNoCache(h, make([]string, 4))
 }
 
-// Answer sets NoCache's headers, Content-Type and Content-Length: what
-// every poll, send and negotiate answer carries. The values share one
-// allocation (h.Set makes one per header, on every request).
+// Answer sets NoCache's headers, Content-Type and, for a body over
+// netHTTPBuffer bytes, Content-Length: what every poll, send and negotiate
+// answer carries. The values share one allocation (h.Set makes one per
+// header, on every request). A smaller body, written at once by a handler
+// that then returns, gets its Content-Length from net/http itself, as
+// bytes on the wire rather than an entry in the header map that net/http
+// would clone, parse back and sort on every answer.
 func Answer(h http.Header, contentType string, length int) {
 	v := make([]string, 6)
 	setNoCache(h, v[:4])
-	v[4], v[5] = contentType, strconv.Itoa(length)
-	h["Content-Type"], h["Content-Length"] = v[4:5:5], v[5:6:6]
+	v[4] = contentType
+	h["Content-Type"] = v[4:5:5]
+	if length > netHTTPBuffer {
+		v[5] = strconv.Itoa(length)
+		h["Content-Length"] = v[5:6:6]
+	}
 }
+
+// netHTTPBuffer is how much of a body net/http holds before it must send
+// the head (chunked, without a Content-Length of its own).
+const netHTTPBuffer = 2048
 
 // setNoCache sets NoCache's headers with v (4 long) as their values; each
 // header gets a slice of its own capacity, so an Add appends elsewhere.

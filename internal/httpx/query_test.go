@@ -1,9 +1,12 @@
 package httpx
 
 import (
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -33,22 +36,51 @@ func FuzzQuery(f *testing.F) {
 	})
 }
 
-// Answer sets what h.Set would, and an Add after it leaves the others alone.
+// Answer sets what h.Set would, and an Add after it leaves the others
+// alone; Content-Length only for a body net/http would not hold whole.
 func TestAnswerHeaders(t *testing.T) {
-	got, want := http.Header{}, http.Header{}
-	Answer(got, "text/plain; charset=utf-8", 1234)
-	want.Set("Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")
-	want.Set("Pragma", "no-cache")
-	want.Set("Expires", "0")
-	want.Set("X-Content-Type-Options", "nosniff")
-	want.Set("Content-Type", "text/plain; charset=utf-8")
-	want.Set("Content-Length", "1234")
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("Answer set %v, want %v", got, want)
+	for _, length := range []int{1234, 4096} {
+		got, want := http.Header{}, http.Header{}
+		Answer(got, "text/plain; charset=utf-8", length)
+		want.Set("Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")
+		want.Set("Pragma", "no-cache")
+		want.Set("Expires", "0")
+		want.Set("X-Content-Type-Options", "nosniff")
+		want.Set("Content-Type", "text/plain; charset=utf-8")
+		if length > netHTTPBuffer {
+			want.Set("Content-Length", strconv.Itoa(length))
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("Answer(%d) set %v, want %v", length, got, want)
+		}
+		got.Add("Pragma", "x")
+		if got.Get("Expires") != "0" || len(got["Pragma"]) != 2 {
+			t.Fatalf("after Add: %v", got)
+		}
 	}
-	got.Add("Pragma", "x")
-	if got.Get("Expires") != "0" || len(got["Pragma"]) != 2 {
-		t.Fatalf("after Add: %v", got)
+}
+
+// Every answer written through Answer reaches the client with its length,
+// small or large: net/http sets it for the small ones (none is chunked).
+func TestAnswerLengthOnTheWire(t *testing.T) {
+	for _, size := range []int{0, 10, netHTTPBuffer, netHTTPBuffer + 1, 100_000} {
+		body := strings.Repeat("x", size)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			Answer(w.Header(), "text/plain; charset=utf-8", len(body))
+			io.WriteString(w, body)
+		}))
+		resp, err := http.Get(srv.URL)
+		if err != nil {
+			srv.Close()
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		if resp.ContentLength != int64(size) || len(resp.TransferEncoding) != 0 || len(got) != size {
+			t.Fatalf("%d-byte answer: Content-Length %d, Transfer-Encoding %v, %d bytes read",
+				size, resp.ContentLength, resp.TransferEncoding, len(got))
+		}
 	}
 }
 
