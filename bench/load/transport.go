@@ -45,8 +45,9 @@ type leanTransport struct {
 	// waiting dial gets its file.)
 	shed func() bool
 
-	mu   sync.Mutex
-	idle map[string][]*leanConn // by host:port, most recently used last
+	mu      sync.Mutex
+	idle    map[string][]*leanConn      // by host:port, most recently used last
+	waiters map[string][]chan *leanConn // requests dialling host, first come first
 }
 
 type leanConn struct {
@@ -57,7 +58,8 @@ type leanConn struct {
 }
 
 func newLeanTransport(dial func(ctx context.Context, network, addr string) (net.Conn, error), maxIdle, bufferSize int) *leanTransport {
-	return &leanTransport{dial: dial, maxIdle: maxIdle, bufferSize: bufferSize, probeAfter: time.Second, idle: map[string][]*leanConn{}}
+	return &leanTransport{dial: dial, maxIdle: maxIdle, bufferSize: bufferSize, probeAfter: time.Second,
+		idle: map[string][]*leanConn{}, waiters: map[string][]chan *leanConn{}}
 }
 
 // RoundTrip sends req and reads the head of its answer; the body is read
@@ -127,14 +129,16 @@ func (e staleConnError) Error() string {
 }
 func (e staleConnError) Unwrap() error { return e.err }
 
-// conn takes an idle connection to host, or dials one.
+// conn takes an idle connection to host, or dials one; while the dial is
+// under way (it may wait at the open-file limit), a connection another
+// request frees is handed to this one instead, as net/http does, and the
+// dialled one, when it comes, is kept for later.
 func (t *leanTransport) conn(ctx context.Context, host string) (*leanConn, bool, error) {
 	for {
 		t.mu.Lock()
 		l := t.idle[host]
 		if len(l) == 0 {
-			t.mu.Unlock()
-			break
+			break // still locked: register as a waiter below
 		}
 		c := l[len(l)-1]
 		t.idle[host] = l[:len(l)-1]
@@ -145,20 +149,75 @@ func (t *leanTransport) conn(ctx context.Context, host string) (*leanConn, bool,
 		}
 		return c, true, nil
 	}
-	nc, err := t.dial(ctx, "tcp", host)
-	if err != nil {
-		return nil, false, err
+	handed := make(chan *leanConn, 1) // put sends at most one: it drops the waiter as it does
+	t.waiters[host] = append(t.waiters[host], handed)
+	t.mu.Unlock()
+	dialed := make(chan *leanConn, 1)
+	var dialErr error
+	go func() {
+		nc, err := t.dial(ctx, "tcp", host)
+		if err != nil {
+			dialErr = err
+			close(dialed)
+			return
+		}
+		dialed <- &leanConn{nc: nc, br: bufio.NewReaderSize(nc, t.bufferSize), bw: bufio.NewWriterSize(nc, t.bufferSize)}
+	}()
+	select {
+	case c := <-handed:
+		t.dropWaiter(host, handed)
+		go func() {
+			if d, ok := <-dialed; ok {
+				t.put(host, d)
+			}
+		}()
+		return c, true, nil
+	case d, ok := <-dialed:
+		t.dropWaiter(host, handed)
+		select {
+		case c := <-handed: // handed one as the dial ended
+			if !ok {
+				return c, true, nil
+			}
+			t.put(host, c)
+		default:
+		}
+		if !ok {
+			return nil, false, dialErr
+		}
+		return d, false, nil
 	}
-	return &leanConn{nc: nc, br: bufio.NewReaderSize(nc, t.bufferSize), bw: bufio.NewWriterSize(nc, t.bufferSize)}, false, nil
 }
 
-// put keeps c for the next request to host, or closes it if enough are kept.
+// dropWaiter takes w off host's waiters, if put has not already.
+func (t *leanTransport) dropWaiter(host string, w chan *leanConn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	ws := t.waiters[host]
+	for i := range ws {
+		if ws[i] == w {
+			t.waiters[host] = append(ws[:i], ws[i+1:]...)
+			return
+		}
+	}
+}
+
+// put hands c to a request waiting for a connection to host, or keeps it
+// for the next, or closes it if enough are kept or a dial is starved of
+// files.
 func (t *leanTransport) put(host string, c *leanConn) {
+	t.mu.Lock()
+	if ws := t.waiters[host]; len(ws) > 0 {
+		t.waiters[host] = ws[1:]
+		t.mu.Unlock()
+		ws[0] <- c // buffered, and this waiter is sent nothing else
+		return
+	}
 	if t.shed != nil && t.shed() {
+		t.mu.Unlock()
 		c.nc.Close()
 		return
 	}
-	t.mu.Lock()
 	if l := t.idle[host]; len(l) < t.maxIdle {
 		c.idleSince = time.Now()
 		t.idle[host] = append(l, c)

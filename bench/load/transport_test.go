@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -254,5 +255,76 @@ func TestLeanTransportShedsIdleWhenStarved(t *testing.T) {
 	tr.mu.Unlock()
 	if idle != 0 {
 		t.Fatalf("%d connections kept idle while starved", idle)
+	}
+}
+
+// A request whose dial waits (at the open-file limit, say) is handed the
+// connection another request frees meanwhile, as net/http does; the dial,
+// when it ends, leaves its connection for later.
+func TestLeanTransportHandsFreedConnectionToWaiter(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		io.WriteString(w, r.URL.Path)
+	}))
+	defer srv.Close()
+	var dials atomic.Int64
+	gate := make(chan struct{})
+	dial := countingDial(&dials)
+	tr := newLeanTransport(func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if dials.Load() >= 1 { // every dial after the first waits for the gate
+			select {
+			case <-gate:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+		return dial(ctx, network, addr)
+	}, 4, 512)
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	get := func(path string, out chan<- string) {
+		resp, err := c.Get(srv.URL + path)
+		if err != nil {
+			out <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		out <- string(b)
+	}
+	slow, fast := make(chan string, 1), make(chan string, 1)
+	go get("/slow", slow) // takes the first (and only ungated) connection
+	for dials.Load() < 1 {
+		runtime.Gosched()
+	}
+	go get("/fast", fast) // no idle connection: dials, and the dial waits at the gate
+	for {
+		tr.mu.Lock()
+		n := len(tr.waiters[srv.Listener.Addr().String()])
+		tr.mu.Unlock()
+		if n == 1 {
+			break
+		}
+		runtime.Gosched()
+	}
+	close(release) // /slow answers; its connection goes to the waiting request
+	if got := <-slow; got != "/slow" {
+		t.Fatalf("slow: %q", got)
+	}
+	if got := <-fast; got != "/fast" {
+		t.Fatalf("fast: %q", got)
+	}
+	close(gate) // the waiting dial ends: its connection is kept idle
+	for {
+		tr.mu.Lock()
+		n := len(tr.idle[srv.Listener.Addr().String()])
+		tr.mu.Unlock()
+		if n == 2 {
+			break
+		}
+		runtime.Gosched()
 	}
 }
