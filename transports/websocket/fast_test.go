@@ -2,10 +2,12 @@ package websocket
 
 import (
 	"bytes"
+	"context"
 	"testing"
 
 	"github.com/gobwas/ws"
 
+	"github.com/cometkit/cometkit/session"
 	"github.com/cometkit/cometkit/transports/wire"
 )
 
@@ -87,5 +89,48 @@ func TestFastFrames(t *testing.T) {
 				t.Fatal("fastFrames changed its input: readRun would read it unmasked twice")
 			}
 		})
+	}
+}
+
+// fastFrames with a real session: messages are taken in order and acked;
+// at the first one the session would make wait (a full inbox), that frame
+// and every byte after it are left for readRun, untouched.
+func TestFastFramesWithSession(t *testing.T) {
+	cfg := session.Config{MaxInbound: 2}.Defaults()
+	s := session.New(session.NewID(), session.Info{}, &cfg, nil)
+	defer s.Terminate(session.CodeGoingAway, "test over")
+	l := &link{ep: s}
+	l.runner.F = func() {} // the pump: nothing to write here
+	m1, m2, m3 := masked(text("m1:a")), masked(text("m2:b")), masked(text("m3:c"))
+	a0 := masked(text("h"))
+	partial := masked(text("m4:d"))[:5]
+	in := bytes.Join([][]byte{m1, a0, m2, m3, partial}, nil)
+	orig := append([]byte(nil), in...)
+	acked := false
+	rest := l.fastFrames(in, &acked)
+	want := append(append([]byte(nil), m3...), partial...)
+	if !bytes.Equal(rest, want) {
+		t.Fatalf("rest %x; want m3 and the partial frame, %x", rest, want)
+	}
+	if !bytes.Equal(in, orig) {
+		t.Fatal("fastFrames changed its input")
+	}
+	if got := s.Received(); got != 2 {
+		t.Fatalf("session received up to %d; want 2 (m3 met a full inbox)", got)
+	}
+	if got := l.ackDue.Load(); got != 2 {
+		t.Fatalf("ack due %d; want 2", got)
+	}
+	for _, want := range []string{"a", "b"} {
+		if m, err := s.Recv(context.Background()); err != nil || m != want {
+			t.Fatalf("Recv %q %v; want %q", m, err, want)
+		}
+	}
+	// Room again: m3 from where readRun would start is taken; the partial frame stays.
+	if rest = l.fastFrames(rest, &acked); !bytes.Equal(rest, partial) {
+		t.Fatalf("after room: rest %x; want the partial frame %x", rest, partial)
+	}
+	if got := s.Received(); got != 3 {
+		t.Fatalf("session received up to %d; want 3", got)
 	}
 }
