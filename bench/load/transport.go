@@ -208,9 +208,12 @@ func (t *leanTransport) dropWaiter(host string, w chan *leanConn) {
 func (t *leanTransport) put(host string, c *leanConn) {
 	t.mu.Lock()
 	if ws := t.waiters[host]; len(ws) > 0 {
+		// Sent under the lock (buffered, and this waiter is sent nothing
+		// else: it never blocks), so that a waiter whose dial ends now
+		// finds it once dropWaiter has the lock.
 		t.waiters[host] = ws[1:]
+		ws[0] <- c
 		t.mu.Unlock()
-		ws[0] <- c // buffered, and this waiter is sent nothing else
 		return
 	}
 	if t.shed != nil && t.shed() {

@@ -262,9 +262,10 @@ func TestLeanTransportShedsIdleWhenStarved(t *testing.T) {
 // connection another request frees meanwhile, as net/http does; the dial,
 // when it ends, leaves its connection for later.
 func TestLeanTransportHandsFreedConnectionToWaiter(t *testing.T) {
-	release := make(chan struct{})
+	release, arrived := make(chan struct{}), make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/slow" {
+			close(arrived)
 			<-release
 		}
 		io.WriteString(w, r.URL.Path)
@@ -297,9 +298,7 @@ func TestLeanTransportHandsFreedConnectionToWaiter(t *testing.T) {
 	}
 	slow, fast := make(chan string, 1), make(chan string, 1)
 	go get("/slow", slow) // takes the first (and only ungated) connection
-	for dials.Load() < 1 {
-		runtime.Gosched()
-	}
+	<-arrived             // and holds it: its own dial is over, it waits no more
 	go get("/fast", fast) // no idle connection: dials, and the dial waits at the gate
 	for {
 		tr.mu.Lock()
