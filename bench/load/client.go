@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -191,6 +192,16 @@ func (b *base) httpDo(env *Env, method, u, contentType, body string) (int, strin
 		return resp.StatusCode, "", fmt.Errorf("%s %s: reading the answer: %w", method, u, err)
 	}
 	return resp.StatusCode, string(out), nil
+}
+
+// httpWant is httpDo for a request whose answer must have one of the
+// statuses in want: any other is an error, "HTTP <status>: <body>".
+func (b *base) httpWant(env *Env, method, u, contentType, body string, want ...int) (string, error) {
+	status, answer, err := b.httpDo(env, method, u, contentType, body)
+	if err == nil && !slices.Contains(want, status) {
+		err = fmt.Errorf("HTTP %d: %s", status, answer)
+	}
+	return answer, err
 }
 
 // poster runs one HTTP send at a time for a polling or streaming client:

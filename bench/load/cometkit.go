@@ -38,12 +38,9 @@ type ckNegotiation struct {
 
 func ckNegotiate(b *base, env *Env) (ckNegotiation, error) {
 	var n ckNegotiation
-	status, body, err := b.httpDo(env, http.MethodPost, env.Base+servers.CometkitPrefix+"/negotiate", "text/plain;charset=UTF-8", "")
+	body, err := b.httpWant(env, http.MethodPost, env.Base+servers.CometkitPrefix+"/negotiate", "text/plain;charset=UTF-8", "", http.StatusOK)
 	if err != nil {
 		return n, fmt.Errorf("negotiate: %w", err)
-	}
-	if status != http.StatusOK {
-		return n, fmt.Errorf("negotiate: HTTP %d: %s", status, body)
 	}
 	return ckAnswer(body)
 }
@@ -311,13 +308,9 @@ func (s *ckHTTP) pollLoop() {
 	defer s.rx.stop()
 	for {
 		u := s.n.sessionURL(s.env.Base, "poll", url.Values{"ack": {strconv.FormatUint(s.rx.rcv.Load(), 10)}})
-		status, body, err := s.httpDo(s.env, http.MethodGet, u, "", "")
+		body, err := s.httpWant(s.env, http.MethodGet, u, "", "", http.StatusOK)
 		if err != nil {
 			s.finish(fmt.Errorf("poll: %w", err))
-			return
-		}
-		if status != http.StatusOK {
-			s.finish(fmt.Errorf("poll: HTTP %d: %s", status, body))
 			return
 		}
 		frames, err := ckParseBatch(body)
@@ -418,14 +411,8 @@ func (s *ckHTTP) flush() error {
 	if len(body) == 0 {
 		return nil
 	}
-	status, answer, err := s.httpDo(s.env, http.MethodPost, s.n.sessionURL(s.env.Base, "send", nil), "text/plain;charset=UTF-8", string(body))
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %s", status, answer)
-	}
-	return nil
+	_, err := s.httpWant(s.env, http.MethodPost, s.n.sessionURL(s.env.Base, "send", nil), "text/plain;charset=UTF-8", string(body), http.StatusOK)
+	return err
 }
 
 func (s *ckHTTP) Close() { s.finish(ErrClosed) }

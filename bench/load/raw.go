@@ -66,11 +66,9 @@ func newRawPoll(b *base, env *Env) *rawPoll {
 }
 
 func (s *rawPoll) Connect(ctx context.Context) error {
-	status, body, err := s.httpDo(s.env, http.MethodPost, s.env.Base+servers.RawPollOpenPath, "text/plain", "")
-	if err == nil && status != http.StatusOK {
-		err = fmt.Errorf("open: HTTP %d: %s", status, body)
-	}
+	body, err := s.httpWant(s.env, http.MethodPost, s.env.Base+servers.RawPollOpenPath, "text/plain", "", http.StatusOK)
 	if err != nil {
+		err = fmt.Errorf("open: %w", err)
 		s.finish(err)
 		return err
 	}
@@ -82,10 +80,7 @@ func (s *rawPoll) Connect(ctx context.Context) error {
 func (s *rawPoll) pollLoop() {
 	u := s.env.Base + servers.RawPollPath + "?id=" + s.id
 	for {
-		status, body, err := s.httpDo(s.env, http.MethodGet, u, "", "")
-		if err == nil && status != http.StatusOK {
-			err = fmt.Errorf("HTTP %d: %s", status, body)
-		}
+		body, err := s.httpWant(s.env, http.MethodGet, u, "", "", http.StatusOK)
 		if err != nil {
 			s.finish(fmt.Errorf("poll: %w", err))
 			return
@@ -115,10 +110,7 @@ func (s *rawPoll) flush() error {
 	if len(q) == 0 {
 		return nil
 	}
-	status, body, err := s.httpDo(s.env, http.MethodPost, s.env.Base+servers.RawPollSendPath+"?id="+s.id, "text/plain", strings.Join(q, "\n"))
-	if err == nil && status != http.StatusNoContent {
-		err = fmt.Errorf("HTTP %d: %s", status, body)
-	}
+	_, err := s.httpWant(s.env, http.MethodPost, s.env.Base+servers.RawPollSendPath+"?id="+s.id, "text/plain", strings.Join(q, "\n"), http.StatusNoContent)
 	return err
 }
 

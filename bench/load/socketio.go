@@ -175,13 +175,9 @@ func (s *sioPoll) reply(p string) {
 
 func (s *sioPoll) pollLoop() {
 	for {
-		status, body, err := s.httpDo(s.env, http.MethodGet, s.url, "", "")
+		body, err := s.httpWant(s.env, http.MethodGet, s.url, "", "", http.StatusOK)
 		if err != nil {
 			s.finish(fmt.Errorf("poll: %w", err))
-			return
-		}
-		if status != http.StatusOK {
-			s.finish(fmt.Errorf("poll: HTTP %d: %s", status, body))
 			return
 		}
 		for _, pkt := range strings.Split(body, sioSeparator) {
@@ -209,14 +205,8 @@ func (s *sioPoll) flush() error {
 	if len(pkts) == 0 {
 		return nil
 	}
-	status, answer, err := s.httpDo(s.env, http.MethodPost, s.url, "text/plain;charset=UTF-8", strings.Join(pkts, sioSeparator))
-	if err != nil {
-		return err
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %s", status, answer)
-	}
-	return nil
+	_, err := s.httpWant(s.env, http.MethodPost, s.url, "text/plain;charset=UTF-8", strings.Join(pkts, sioSeparator), http.StatusOK)
+	return err
 }
 
 func (s *sioPoll) Close() { s.finish(ErrClosed) }

@@ -29,12 +29,8 @@ func sjPaths(env *Env) (info, session string) {
 }
 
 func sjInfo(b *base, env *Env, u string) error {
-	status, body, err := b.httpDo(env, http.MethodGet, u, "", "")
-	if err != nil {
+	if _, err := b.httpWant(env, http.MethodGet, u, "", "", http.StatusOK); err != nil {
 		return fmt.Errorf("sockjs info: %w", err)
-	}
-	if status != http.StatusOK {
-		return fmt.Errorf("sockjs info: HTTP %d: %s", status, body)
 	}
 	return nil
 }
@@ -159,13 +155,9 @@ func (s *sjHTTP) Connect(ctx context.Context) error {
 func (s *sjHTTP) pollLoop() {
 	u := s.env.Base + s.path + "/xhr"
 	for {
-		status, body, err := s.httpDo(s.env, http.MethodPost, u, "text/plain;charset=UTF-8", "")
+		body, err := s.httpWant(s.env, http.MethodPost, u, "text/plain;charset=UTF-8", "", http.StatusOK)
 		if err != nil {
 			s.finish(fmt.Errorf("xhr: %w", err))
-			return
-		}
-		if status != http.StatusOK {
-			s.finish(fmt.Errorf("xhr: HTTP %d: %s", status, body))
 			return
 		}
 		if body == sjStillOpen {
@@ -251,14 +243,9 @@ func (s *sjHTTP) flush() error {
 	if err != nil {
 		return err
 	}
-	status, answer, err := s.httpDo(s.env, http.MethodPost, s.env.Base+s.path+"/xhr_send", "text/plain;charset=UTF-8", string(body))
-	if err != nil {
-		return err
-	}
-	if status != http.StatusNoContent && status != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %s", status, answer)
-	}
-	return nil
+	_, err = s.httpWant(s.env, http.MethodPost, s.env.Base+s.path+"/xhr_send", "text/plain;charset=UTF-8", string(body),
+		http.StatusNoContent, http.StatusOK)
+	return err
 }
 
 func (s *sjHTTP) Close() { s.finish(ErrClosed) }

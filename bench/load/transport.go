@@ -39,10 +39,9 @@ type leanTransport struct {
 	maxIdle    int // idle connections kept per host
 	bufferSize int
 	probeAfter time.Duration // idle this long, a connection is looked at before use
-	// shed, when it says so, closes a connection that would be kept idle:
-	// a dial is waiting at the open-file limit for one to close. (net/http
-	// hands a freed connection to a request waiting on its dial; here the
-	// waiting dial gets its file.)
+	// shed, when it says so, closes a connection that no request of ours
+	// waits for and that would be kept idle: a dial elsewhere (a WebSocket
+	// client's) is waiting at the open-file limit for a file.
 	shed func() bool
 
 	mu      sync.Mutex
@@ -164,8 +163,7 @@ func (t *leanTransport) conn(ctx context.Context, host string) (*leanConn, bool,
 		dialed <- &leanConn{nc: nc, br: bufio.NewReaderSize(nc, t.bufferSize), bw: bufio.NewWriterSize(nc, t.bufferSize)}
 	}()
 	select {
-	case c := <-handed:
-		t.dropWaiter(host, handed)
+	case c := <-handed: // put took this waiter off the list as it sent
 		go func() {
 			if d, ok := <-dialed; ok {
 				t.put(host, d)
@@ -189,7 +187,8 @@ func (t *leanTransport) conn(ctx context.Context, host string) (*leanConn, bool,
 	}
 }
 
-// dropWaiter takes w off host's waiters, if put has not already.
+// dropWaiter takes w off host's waiters, if put has not already (by
+// handing it a connection, which w then holds).
 func (t *leanTransport) dropWaiter(host string, w chan *leanConn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()

@@ -1,9 +1,10 @@
 // Package servers holds the servers the benchmark compares: cometkit and its
 // peers (sockjs-go, centrifuge, a socket.io Go server) and a raw floor
-// (WebSocket and long-polling with no session layer). Each does the same small application — a welcome message to every
-// new session, an echo of every message a client sends, and a broadcast on
-// demand — set up the way its own documentation recommends, and shares its
-// listener with the control endpoints the load generator drives:
+// (WebSocket and long-polling with no session layer). Each does the same
+// small application — a welcome message to every new session, an echo of
+// every message a client sends, and a broadcast on demand — set up the way
+// its own documentation recommends, and shares its listener with the
+// control endpoints the load generator drives:
 //
 //	GET  /_stats[?gc=1]                     memory, goroutines and open sessions, as JSON
 //	GET  /_wait?sessions=N&timeout=30s      200 once N sessions are open (504 at the timeout)

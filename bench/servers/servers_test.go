@@ -66,7 +66,7 @@ func TestRawPollIgnoresStaleWakeUp(t *testing.T) {
 	p.mu.RLock()
 	s := p.sessions[1]
 	p.mu.RUnlock()
-	if n := len(s.wake); n != 0 {
+	if len(s.wake) != 0 {
 		t.Fatalf("a wake-up outlived the poll that took its lines: the next poll would answer empty at once")
 	}
 	got := make(chan string, 1)
