@@ -80,10 +80,7 @@ func TestLeanTransportContextEndsHeldRequest(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("a cancelled context did not end the held request")
 	}
-	tr.mu.Lock()
-	idle := len(tr.idle[srv.Listener.Addr().String()])
-	tr.mu.Unlock()
-	if idle != 0 {
+	if idle, _ := tr.counts(srv); idle != 0 {
 		t.Fatalf("%d idle connections after a cut request; want 0", idle)
 	}
 }
@@ -250,10 +247,7 @@ func TestLeanTransportShedsIdleWhenStarved(t *testing.T) {
 	if n := dials.Load(); n != 2 {
 		t.Fatalf("%d dials while starved; want 2 (nothing kept idle)", n)
 	}
-	tr.mu.Lock()
-	idle := len(tr.idle[srv.Listener.Addr().String()])
-	tr.mu.Unlock()
-	if idle != 0 {
+	if idle, _ := tr.counts(srv); idle != 0 {
 		t.Fatalf("%d connections kept idle while starved", idle)
 	}
 }
@@ -301,10 +295,7 @@ func TestLeanTransportHandsFreedConnectionToWaiter(t *testing.T) {
 	<-arrived             // and holds it: its own dial is over, it waits no more
 	go get("/fast", fast) // no idle connection: dials, and the dial waits at the gate
 	for {
-		tr.mu.Lock()
-		n := len(tr.waiters[srv.Listener.Addr().String()])
-		tr.mu.Unlock()
-		if n == 1 {
+		if _, waiters := tr.counts(srv); waiters == 1 {
 			break
 		}
 		runtime.Gosched()
@@ -318,12 +309,18 @@ func TestLeanTransportHandsFreedConnectionToWaiter(t *testing.T) {
 	}
 	close(gate) // the waiting dial ends: its connection is kept idle
 	for {
-		tr.mu.Lock()
-		n := len(tr.idle[srv.Listener.Addr().String()])
-		tr.mu.Unlock()
-		if n == 2 {
+		if idle, _ := tr.counts(srv); idle == 2 {
 			break
 		}
 		runtime.Gosched()
 	}
+}
+
+// counts says how many connections to srv t keeps idle, and how many
+// requests wait on a dial to it.
+func (t *leanTransport) counts(srv *httptest.Server) (idle, waiters int) {
+	host := srv.Listener.Addr().String()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.idle[host]), len(t.waiters[host])
 }
