@@ -232,7 +232,8 @@ func New(h Handler, opts Options) (*Server, error) {
 		broker = &MemoryBroker{}
 	}
 	s.hub = newHub(broker, opts.OnPresence, opts.DisableTopicResume)
-	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed}
+	s.hooks = session.Hooks{Open: s.sessionOpened, Flushed: s.signalChange, Closed: s.sessionClosed,
+		InboxFull: func(*session.Session) { s.stats.inboxWaits.Add(1) }}
 	return s, nil
 }
 
@@ -790,25 +791,31 @@ type Stats struct {
 	Closed    uint64 // reached Closed
 	Resets    uint64 // requests for a session that was gone (client told to reset)
 	BadTokens uint64 // requests refused for a bad or foreign token
+	// InboxWaits counts client messages that had to wait because the
+	// application had not yet Recv'd the session's earlier ones (the inbox
+	// held session.Config.MaxInbound): backpressure on the client, and a
+	// sign of an application that reads too slowly when it keeps growing.
+	InboxWaits uint64
 	// ParkedPolls are long polls waiting now with their connections taken
 	// off net/http (longpoll.Options.ParkAfter).
 	ParkedPolls int
 }
 
 type counters struct {
-	created, opened, closed, resets, badTokens atomic.Uint64
+	created, opened, closed, resets, badTokens, inboxWaits atomic.Uint64
 }
 
 // Stats returns the server's running totals.
 func (s *Server) Stats() Stats {
 	parked, _ := s.longpoll.ParkStats()
 	return Stats{
-		Sessions:  s.Len(),
-		Created:   s.stats.created.Load(),
-		Opened:    s.stats.opened.Load(),
-		Closed:    s.stats.closed.Load(),
-		Resets:    s.stats.resets.Load(),
-		BadTokens: s.stats.badTokens.Load(),
+		Sessions:   s.Len(),
+		Created:    s.stats.created.Load(),
+		Opened:     s.stats.opened.Load(),
+		Closed:     s.stats.closed.Load(),
+		Resets:     s.stats.resets.Load(),
+		BadTokens:  s.stats.badTokens.Load(),
+		InboxWaits: s.stats.inboxWaits.Load(),
 
 		ParkedPolls: parked.Parked,
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,16 +185,23 @@ func TestRawCloseWinsOverReader(t *testing.T) {
 				s.Offer("last")
 				s.Close(4321, "bye")
 			}), Options{Session: session.Config{MaxInbound: 1}})
+			// The interleaving that lost messages: the reader waits in
+			// Receive (inbox full) when the application closes.
+			waiting := make(chan struct{})
+			var once sync.Once
+			counted := ts.hooks.InboxFull
+			ts.hooks.InboxFull = func(s *session.Session) {
+				counted(s)
+				once.Do(func() { close(waiting) })
+			}
 			conn := dialWS(t, ts.base+"/websocket", nil)
 			<-ready
 			conn.send("one")
 			conn.send("two")
-			// Not synchronisation (each trial's assertion holds either way):
-			// a pause makes it likely that the reader is already waiting in
-			// Receive when the application closes, the interleaving that lost
-			// messages; without it this test missed the bug, and nothing
-			// observable says "the reader is waiting".
-			time.Sleep(20 * time.Millisecond)
+			<-waiting
+			if n := ts.Stats().InboxWaits; n == 0 {
+				t.Errorf("trial %d: Stats().InboxWaits is 0 with a message waiting", i)
+			}
 			close(closeNow)
 			var got []string
 			for {

@@ -65,6 +65,39 @@ func TestRecvWithSessionContextGetsLastWords(t *testing.T) {
 	}
 }
 
+// A message that finds the inbox full is reported (InboxFull) and waits for
+// the application's Recv, then is taken; one with room is not reported.
+func TestInboxFullIsReported(t *testing.T) {
+	f := newFixture(t, session.Config{MaxInbound: 1})
+	if _, err := f.s.Receive(ctx, []session.Message{{Seq: 1, Data: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.full:
+		t.Fatal("InboxFull with room in the inbox")
+	default:
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.s.Receive(ctx, []session.Message{{Seq: 2, Data: "b"}})
+		done <- err
+	}()
+	<-f.full // "b" waits
+	select {
+	case err := <-done:
+		t.Fatalf("Receive returned (%v) with the inbox full", err)
+	default:
+	}
+	for _, want := range []string{"a", "b"} {
+		if got, err := f.s.Recv(ctx); err != nil || got != want {
+			t.Fatalf("Recv: %q, %v; want %q", got, err, want)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Receive after room was made: %v", err)
+	}
+}
+
 // A send retried after its client gave up does not queue behind one that
 // waits for inbox room.
 func TestReceiveGivesUpItsTurn(t *testing.T) {

@@ -162,6 +162,10 @@ type Hooks struct {
 	Flushed func(*Session)
 	// Closed is called once, when the session reaches Closed.
 	Closed func(*Session)
+	// InboxFull is called each time a client's message has to wait for the
+	// application to Recv (the inbox holds MaxInbound): a count of these
+	// says the application reads too slowly. It must return at once.
+	InboxFull func(*Session)
 }
 
 // Transport is the session's handle on the connection currently carrying it.
@@ -816,6 +820,7 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		case len(s.inbox) >= s.cfg.MaxInbound:
 			room := s.changedLocked(waitInbox)
 			s.mu.Unlock()
+			s.hooks.inboxFull(s)
 			select {
 			case <-room: // a Recv, or the close: look again
 			case <-ctx.Done():
@@ -1028,6 +1033,12 @@ func (h *Hooks) open(s *Session) {
 func (h *Hooks) closed(s *Session) {
 	if h != nil && h.Closed != nil {
 		h.Closed(s)
+	}
+}
+
+func (h *Hooks) inboxFull(s *Session) {
+	if h != nil && h.InboxFull != nil {
+		h.InboxFull(s)
 	}
 }
 

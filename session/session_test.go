@@ -52,10 +52,11 @@ type fixture struct {
 	opened atomic.Int32
 	closed atomic.Int32
 	flush  atomic.Int32
+	full   chan struct{} // a send each time a message waits for inbox room
 }
 
 func newFixture(t *testing.T, cfg session.Config) *fixture {
-	f := &fixture{clock: fakeclock.New()}
+	f := &fixture{clock: fakeclock.New(), full: make(chan struct{}, 16)}
 	cfg.Clock = f.clock
 	c := cfg.Defaults()
 	f.cfg = &c
@@ -63,6 +64,12 @@ func newFixture(t *testing.T, cfg session.Config) *fixture {
 		Open:    func(*session.Session) { f.opened.Add(1) },
 		Flushed: func(*session.Session) { f.flush.Add(1) },
 		Closed:  func(*session.Session) { f.closed.Add(1) },
+		InboxFull: func(*session.Session) {
+			select {
+			case f.full <- struct{}{}:
+			default:
+			}
+		},
 	}
 	f.s = session.New(session.NewID(), session.Info{RemoteAddr: "192.0.2.1:1234"}, f.cfg, hooks)
 	t.Cleanup(func() { f.s.Terminate(session.CodeGoingAway, "test over") })
