@@ -95,10 +95,11 @@ type rfcConn struct {
 	rc syscall.RawConn
 
 	wmu       sync.Mutex
-	maxMsg    int32 // bytes (a larger bound is taken as 2 GiB - 1)
-	parked    bool  // see br
-	closeSent bool  // under wmu
-	closed    bool  // under wmu
+	head      *heldAnswer // under wmu: the 101 answer, not yet sent, to go before the first write's bytes
+	maxMsg    int32       // bytes (a larger bound is taken as 2 GiB - 1)
+	parked    bool        // see br
+	closeSent bool        // under wmu
+	closed    bool        // under wmu
 }
 
 func newRFCConn(nc net.Conn, br *bufio.Reader, maxMsg int, readTimeout, writeTimeout time.Duration) *rfcConn {
@@ -317,6 +318,12 @@ func (c *rfcConn) write(b []byte) error {
 
 func (c *rfcConn) writeLocked(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	if c.head != nil {
+		// One Write, not a writev: a wrapped connection (TLS) would make
+		// each buffer a write of its own.
+		b = append(c.head.b, b...)
+		c.head = nil
+	}
 	if _, err := c.nc.Write(b); err != nil {
 		c.closed = true
 		_ = c.nc.Close()
@@ -342,7 +349,12 @@ func (c *rfcConn) Close(code session.Code, reason string) error {
 		c.closeSent = true
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		body := ws.NewCloseFrameBody(ws.StatusCode(code), truncateReason(reason))
-		_, _ = c.nc.Write(ws.MustCompileFrame(ws.NewCloseFrame(body)))
+		frame := ws.MustCompileFrame(ws.NewCloseFrame(body))
+		if c.head != nil {
+			frame = append(c.head.b, frame...)
+			c.head = nil
+		}
+		_, _ = c.nc.Write(frame)
 	}
 	c.closed = true
 	return c.nc.Close()

@@ -124,12 +124,25 @@ func (c *rfcConn) tryWrite(b []byte) (n int, held bool, err error) {
 		c.wmu.Unlock()
 		return 0, false, net.ErrClosed
 	}
-	op := getRawOp(b)
+	p := b
+	if c.head != nil { // the 101 answer goes first, in the same write
+		p = append(c.head.b, b...)
+	}
+	op := getRawOp(p)
 	cerr := c.rc.Write(op.writeFn)
 	n, err = op.n, op.err
 	op.put()
 	if cerr != nil {
 		err = cerr
+	}
+	if c.head != nil {
+		if h := c.head.b; n < len(h) {
+			c.head.b = h[n:] // writeRest sends the rest of it first
+			n = 0
+		} else {
+			n -= len(h)
+			c.head = nil
+		}
 	}
 	if err != nil {
 		c.closed = true

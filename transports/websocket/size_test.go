@@ -6,15 +6,17 @@ import (
 )
 
 // An idle server holds thousands of links and connections: they stay in
-// their size classes (208 and 112 bytes; smaller on 32-bit systems).
+// their size classes (208 and 128 bytes; smaller on 32-bit systems).
 // Growing them is a decision, not an accident: the link went from 192 to
 // 200 bytes (class 208) for the negotiate answer a connection that
-// negotiated writes with its first frames, sparing a write per connect.
+// negotiated writes with its first frames, sparing a write per connect;
+// rfcConn went from 112 to 120 (class 128) for the 101 answer held to go
+// with those frames, sparing another.
 func TestIdleStateSize(t *testing.T) {
 	if n := unsafe.Sizeof(link{}); n > 200 {
 		t.Errorf("link is %d bytes, over 200", n)
 	}
-	if n := unsafe.Sizeof(rfcConn{}); n > 112 {
-		t.Errorf("rfcConn is %d bytes, over 112", n)
+	if n := unsafe.Sizeof(rfcConn{}); n > 120 {
+		t.Errorf("rfcConn is %d bytes, over 120", n)
 	}
 }

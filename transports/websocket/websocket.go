@@ -19,6 +19,7 @@
 package websocket
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -132,6 +133,13 @@ func Origin(r *http.Request) string {
 // reason, or a closed connection) and the error says why. Origin checks are
 // the caller's.
 func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, readTimeout time.Duration) (Conn, error) {
+	return t.upgrade(w, r, readTimeout, false)
+}
+
+// upgrade is Upgrade; with hold, an RFC 6455 connection keeps its 101
+// answer to send with its first frames, in one write (a system call per
+// connect saved), so its first write must come at once.
+func (t *Transport) upgrade(w http.ResponseWriter, r *http.Request, readTimeout time.Duration, hold bool) (Conn, error) {
 	o := &t.opts
 	switch d := hixie.Detect(r); {
 	case d == hixie.Hixie76 && o.DisableHixie76, d == hixie.Hixie75 && !o.AllowHixie75:
@@ -151,14 +159,52 @@ func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, readTimeout 
 		r.Header.Set("Sec-WebSocket-Version", "13")
 	}
 	u := ws.HTTPUpgrader{Timeout: o.HandshakeTimeout}
+	var held *heldAnswer
+	if hold {
+		if hj, ok := w.(http.Hijacker); ok {
+			held = &heldAnswer{Hijacker: hj}
+			w = struct {
+				http.ResponseWriter
+				http.Hijacker
+			}{w, held}
+		}
+	}
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if nc != nil {
+			if held != nil && len(held.b) > 0 {
+				_, _ = nc.Write(held.b) // the refusal (400, 426)
+			}
 			_ = nc.Close()
 		}
 		return nil, fmt.Errorf("websocket: RFC 6455 handshake: %w", err)
 	}
-	return newRFCConn(nc, rw.Reader, o.MaxMessageBytes, readTimeout, o.WriteTimeout), nil
+	c := newRFCConn(nc, rw.Reader, o.MaxMessageBytes, readTimeout, o.WriteTimeout)
+	if held != nil {
+		held.Hijacker = nil // done with; the bytes wait in c
+		c.head = held
+	}
+	return c, nil
+}
+
+// heldAnswer hijacks for gobwas's HTTPUpgrader, which writes its answer
+// and flushes: the writer it is given keeps the bytes instead.
+type heldAnswer struct {
+	http.Hijacker
+	b []byte
+}
+
+func (h *heldAnswer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, rw, err := h.Hijacker.Hijack()
+	if err == nil {
+		rw.Writer.Reset(h) // net/http made this writer for the hijacker; its buffer is reused
+	}
+	return nc, rw, err
+}
+
+func (h *heldAnswer) Write(p []byte) (int, error) {
+	h.b = append(h.b, p...)
+	return len(p), nil
 }
 
 // ServeSession upgrades a session's WebSocket request (.../websocket?t=&ack=N)
@@ -167,7 +213,7 @@ func (t *Transport) Upgrade(w http.ResponseWriter, r *http.Request, readTimeout 
 func (t *Transport) ServeSession(w http.ResponseWriter, r *http.Request, ep session.Endpoint) {
 	after, perr := parseAck(r.URL.Query().Get("ack"))
 	readTimeout := t.opts.ReadTimeout
-	conn, err := t.Upgrade(w, r, readTimeout)
+	conn, err := t.upgrade(w, r, readTimeout, true) // the first pump writes at least a heartbeat
 	if err != nil {
 		t.opts.Logger.Info("websocket: upgrade failed", "session", ep.ID(), "err", err, "remote", r.RemoteAddr)
 		return
@@ -197,7 +243,7 @@ func (t *Transport) ServeSession(w http.ResponseWriter, r *http.Request, ep sess
 // upgrade. A session whose client never had its opening is ended at once:
 // nobody else holds its token.
 func (t *Transport) ServeOpen(w http.ResponseWriter, r *http.Request, s *session.Session, opening string) {
-	conn, err := t.Upgrade(w, r, t.opts.ReadTimeout)
+	conn, err := t.upgrade(w, r, t.opts.ReadTimeout, true) // the first pump writes the o frame
 	if err != nil {
 		t.opts.Logger.Info("websocket: upgrade failed", "session", s.ID(), "err", err, "remote", r.RemoteAddr)
 		s.Terminate(session.CodeProtocolError, "handshake failed")
@@ -231,7 +277,7 @@ func (t *Transport) ServeRaw(w http.ResponseWriter, r *http.Request, s *session.
 // upgrades, sends the close frame, and closes with its code, because a
 // browser cannot read anything from a refused handshake.
 func (t *Transport) Refuse(w http.ResponseWriter, r *http.Request, code session.Code, reason string) {
-	conn, err := t.Upgrade(w, r, t.opts.ReadTimeout)
+	conn, err := t.upgrade(w, r, t.opts.ReadTimeout, true) // the close frame follows at once
 	if err != nil {
 		t.opts.Logger.Info("websocket: upgrade failed", "err", err, "remote", r.RemoteAddr)
 		return
