@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -65,6 +66,7 @@ func run(log *slog.Logger) error {
 	pin := flag.Bool("pin", true, "pin servers to CPU 1 and the load generator to CPU 0 (taskset), GOMAXPROCS=1 each")
 	serverBin := flag.String("server-bin", "", "use this benchserver binary instead of building one")
 	render := flag.String("render", "", "run nothing: write results.md and chart.svg (and results.json) again from this results.json")
+	summarize := flag.String("summarize", "", "run nothing: print the headline figures of these results.json files (a glob), a column per run")
 	idleCounts := flag.String("idle-counts", "10000,max", "idle scenario: session counts in turn (max = as many as the file limit allows)")
 	echoSessions := flag.Int("echo-sessions", def.EchoSessions, "echo: sessions")
 	echoRate := flag.Float64("echo-rate", def.EchoRate, "echo: messages per second offered, over all sessions")
@@ -81,6 +83,9 @@ func run(log *slog.Logger) error {
 	cnConc := flag.Int("connect-concurrency", def.ConnectConcurrency, "connects: at a time")
 	flag.Parse()
 
+	if *summarize != "" {
+		return summarizeRuns(*summarize)
+	}
 	if *render != "" {
 		return rerender(*render, *out)
 	}
@@ -172,6 +177,33 @@ func run(log *slog.Logger) error {
 			(time.Duration(rep.Seconds) * time.Second).String())
 	}
 	return err
+}
+
+// summarizeRuns prints runner.Summary of the results.json files matching
+// pattern, in the order of their runs.
+func summarizeRuns(pattern string) error {
+	files, err := filepath.Glob(pattern)
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("no file matches %s", pattern)
+	}
+	var reps []*runner.Report
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		rep := new(runner.Report)
+		if err := json.Unmarshal(b, rep); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		reps = append(reps, rep)
+	}
+	slices.SortFunc(reps, func(a, b *runner.Report) int { return a.Started.Compare(b.Started) })
+	fmt.Print(runner.Summary(reps))
+	return nil
 }
 
 // rerender writes the reports of an earlier run again (after a change to
