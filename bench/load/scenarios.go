@@ -330,7 +330,7 @@ type EchoConfig struct {
 // delay instead of slowing the load down (no coordinated omission).
 func Echo(ctx context.Context, env *Env, t Target, cfg EchoConfig) (Figures, error) {
 	f := Figures{}
-	var lat latencies
+	var lat, latSent latencies
 	var received, target atomic.Int64
 	target.Store(math.MaxInt64) // until the schedule is done
 	allIn := make(chan struct{}, 1)
@@ -338,8 +338,12 @@ func Echo(ctx context.Context, env *Env, t Target, cfg EchoConfig) (Figures, err
 	defer p.closeAll()
 	onMsg := func(int) OnMessage {
 		return func(msg string) {
-			if d, ok := stampLatency(msg, time.Now()); ok {
+			now := time.Now()
+			if d, ok := stampLatency(msg, now); ok {
 				lat.add(d)
+				if sent, ok := servers.ParseSent(msg); ok {
+					latSent.add(now.Sub(sent))
+				}
 				if received.Add(1) >= target.Load() {
 					select {
 					case allIn <- struct{}{}:
@@ -355,17 +359,17 @@ func Echo(ctx context.Context, env *Env, t Target, cfg EchoConfig) (Figures, err
 	// One sender goroutine per session, fed through a queue, so that a
 	// write that blocks delays that session's messages (and shows in their
 	// latency) but never the schedule.
-	queues := make([]chan string, len(p.sessions))
+	queues := make([]chan time.Time, len(p.sessions))
 	var senders sync.WaitGroup
 	var sendErr atomic.Value
 	for i, s := range p.sessions {
-		q := make(chan string, 1024)
+		q := make(chan time.Time, 1024)
 		queues[i] = q
 		senders.Add(1)
 		go func() {
 			defer senders.Done()
-			for m := range q {
-				if err := s.Send(m); err != nil {
+			for due := range q {
+				if err := s.Send(servers.StampSent(due, time.Now(), MessageSize)); err != nil {
 					sendErr.CompareAndSwap(nil, err)
 				}
 			}
@@ -386,7 +390,7 @@ func Echo(ctx context.Context, env *Env, t Target, cfg EchoConfig) (Figures, err
 			}
 		}
 		select {
-		case queues[i%len(queues)] <- servers.Stamp(intended, MessageSize):
+		case queues[i%len(queues)] <- intended:
 			sent++
 		default:
 			dropped++ // that session's sender is 1,024 messages behind
@@ -416,6 +420,7 @@ func Echo(ctx context.Context, env *Env, t Target, cfg EchoConfig) (Figures, err
 	f["received"] = float64(got)
 	f["achieved_per_s"] = float64(sent) / sendDone.Sub(start).Seconds()
 	quantiles(f, "", lat.take())
+	quantiles(f, "sent_", latSent.take())
 	var errs []error
 	if dropped > 0 {
 		errs = append(errs, fmt.Errorf("%d messages not sent: senders fell 1,024 behind", dropped))

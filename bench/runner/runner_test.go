@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 // primary is the figure each scenario must produce when it succeeds.
 var primary = map[string]string{
 	runner.ScenarioIdle:      "rss_kb_per_session",
-	runner.ScenarioEcho:      "p99_ms",
+	runner.ScenarioEcho:      "sent_p99_ms",
 	runner.ScenarioBroadcast: "deliveries_per_s",
 	runner.ScenarioRoundTrip: "round_trips_per_s",
 	runner.ScenarioFanOut:    "messages_per_s",

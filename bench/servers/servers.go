@@ -276,13 +276,31 @@ func Stamp(t time.Time, size int) string {
 	return b.String()
 }
 
+// StampSent is Stamp with a second time after the first: due is when
+// the message was meant to go, sent when the client handed it to its
+// connection. An echo timed from both tells the load generator's own
+// lateness apart from the server's time.
+func StampSent(due, sent time.Time, size int) string {
+	s := Stamp(sent, size-payloadStampLen)
+	return Stamp(due, payloadStampLen) + s
+}
+
 // ParseStamp reads the time Stamp put at the start of msg.
 func ParseStamp(msg string) (time.Time, bool) {
-	if len(msg) < payloadStampLen {
+	return parseStampAt(msg, 0)
+}
+
+// ParseSent reads the second time StampSent put in msg.
+func ParseSent(msg string) (time.Time, bool) {
+	return parseStampAt(msg, payloadStampLen)
+}
+
+func parseStampAt(msg string, at int) (time.Time, bool) {
+	if len(msg) < at+payloadStampLen {
 		return time.Time{}, false
 	}
 	var n int64
-	for i := 0; i < payloadStampLen; i++ {
+	for i := at; i < at+payloadStampLen; i++ {
 		c := msg[i]
 		if c < '0' || c > '9' {
 			return time.Time{}, false

@@ -22,6 +22,20 @@ func TestStamp(t *testing.T) {
 	if _, ok := ParseStamp("welcome"); ok {
 		t.Error("welcome parsed as a stamp")
 	}
+	if _, ok := ParseSent(s); ok {
+		t.Errorf("ParseSent(%q) found a second stamp in a message with one", s)
+	}
+	sent := now.Add(1234 * time.Microsecond)
+	s = StampSent(now, sent, 64)
+	if len(s) != 64 {
+		t.Fatalf("StampSent: len %d", len(s))
+	}
+	if got, ok := ParseStamp(s); !ok || !got.Equal(now) {
+		t.Errorf("ParseStamp(%q) = %v, %v; want the due time", s, got, ok)
+	}
+	if got, ok := ParseSent(s); !ok || !got.Equal(sent) {
+		t.Errorf("ParseSent(%q) = %v, %v; want the send time", s, got, ok)
+	}
 }
 
 func TestTrackerWait(t *testing.T) {
