@@ -77,7 +77,7 @@ func (e *CloseError) Unwrap() error { return e.Err }
 // with its own read loop so that every violation gets its close code.
 //
 // An idle server holds thousands: the fields are in an order that packs
-// them into 112 bytes.
+// them into 120 bytes (size class 128).
 type rfcConn struct {
 	nc           net.Conn
 	pre          []byte // what the hijack's reader held, read before nc
@@ -296,10 +296,30 @@ func (c *rfcConn) fail(code session.Code, reason string) error {
 // broken closes a connection that failed under us.
 func (c *rfcConn) broken(err error) error {
 	c.wmu.Lock()
+	if c.head != nil && !c.closed {
+		// The held 101 answer still goes: a client that half-closed
+		// reads it, then sees the connection end, as it did when the
+		// answer was flushed at once.
+		c.sendHeadLocked()
+	}
 	c.closed = true
 	_ = c.nc.Close()
 	c.wmu.Unlock()
 	return &CloseError{Code: CodeAbnormal, Reason: "connection lost", Err: err}
+}
+
+// sendHeadLocked sends the held 101 answer on its own, best effort. On a
+// socket the poller watches it never waits (this may be the poller's
+// goroutine): what the socket does not take now is dropped.
+func (c *rfcConn) sendHeadLocked() {
+	h := c.head.b
+	c.head = nil
+	if c.rc != nil {
+		c.writeNowLocked(h)
+		return
+	}
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
+	_, _ = c.nc.Write(h)
 }
 
 // AppendText implements Conn: a server frame, unmasked, FIN, text.

@@ -156,3 +156,11 @@ func (c *rfcConn) tryWrite(b []byte) (n int, held bool, err error) {
 	c.wmu.Unlock()
 	return n, false, nil
 }
+
+// writeNowLocked writes what the socket takes of b now, without waiting,
+// and drops the rest. Under wmu.
+func (c *rfcConn) writeNowLocked(b []byte) {
+	op := getRawOp(b)
+	_ = c.rc.Write(op.writeFn)
+	op.put()
+}

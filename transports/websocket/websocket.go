@@ -172,8 +172,9 @@ func (t *Transport) upgrade(w http.ResponseWriter, r *http.Request, readTimeout 
 	nc, rw, _, err := u.Upgrade(r, w)
 	if err != nil {
 		if nc != nil {
-			if held != nil && len(held.b) > 0 {
-				_, _ = nc.Write(held.b) // the refusal (400, 426)
+			if held != nil && len(held.b) > 0 { // the refusal (400, 426)
+				_ = nc.SetWriteDeadline(time.Now().Add(o.HandshakeTimeout))
+				_, _ = nc.Write(held.b)
 			}
 			_ = nc.Close()
 		}
@@ -197,7 +198,9 @@ type heldAnswer struct {
 func (h *heldAnswer) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, rw, err := h.Hijacker.Hijack()
 	if err == nil {
-		rw.Writer.Reset(h) // net/http made this writer for the hijacker; its buffer is reused
+		// net/http does not use this writer after the hijack: it now
+		// keeps what the upgrader writes, in its own buffer.
+		rw.Writer.Reset(h)
 	}
 	return nc, rw, err
 }
