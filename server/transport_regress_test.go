@@ -198,7 +198,11 @@ func TestRawCloseWinsOverReader(t *testing.T) {
 			<-ready
 			conn.send("one")
 			conn.send("two")
-			<-waiting
+			select {
+			case <-waiting:
+			case <-time.After(10 * time.Second):
+				t.Fatalf("trial %d: the second message never waited for inbox room", i)
+			}
 			if n := ts.Stats().InboxWaits; n == 0 {
 				t.Errorf("trial %d: Stats().InboxWaits is 0 with a message waiting", i)
 			}

@@ -162,9 +162,9 @@ type Hooks struct {
 	Flushed func(*Session)
 	// Closed is called once, when the session reaches Closed.
 	Closed func(*Session)
-	// InboxFull is called each time a client's message has to wait for the
-	// application to Recv (the inbox holds MaxInbound): a count of these
-	// says the application reads too slowly. It must return at once.
+	// InboxFull is called once for each client message that has to wait
+	// for the application to Recv (the inbox holds MaxInbound): a count of
+	// these says the application reads too slowly. It must return at once.
 	InboxFull func(*Session)
 }
 
@@ -798,6 +798,7 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 	if opened {
 		s.hooks.open(s)
 	}
+	reported := -1 // the message InboxFull was called for
 	for i := 0; i < len(msgs); {
 		m := msgs[i]
 		s.mu.Lock()
@@ -820,11 +821,17 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 		case len(s.inbox) >= s.cfg.MaxInbound:
 			room := s.changedLocked(waitInbox)
 			s.mu.Unlock()
-			s.hooks.inboxFull(s)
+			if reported != i { // once a message: other changes wake this wait too
+				reported = i
+				s.hooks.inboxFull(s)
+			}
 			select {
 			case <-room: // a Recv, or the close: look again
 			case <-ctx.Done():
 				return acked, ctx.Err()
+			}
+			if testHookInboxWoken != nil {
+				testHookInboxWoken()
 			}
 			continue
 		}
@@ -1035,6 +1042,10 @@ func (h *Hooks) closed(s *Session) {
 		h.Closed(s)
 	}
 }
+
+// testHookInboxWoken, when set by a test, is called each time a Receive
+// waiting for inbox room wakes, before it looks again.
+var testHookInboxWoken func()
 
 func (h *Hooks) inboxFull(s *Session) {
 	if h != nil && h.InboxFull != nil {
