@@ -99,8 +99,8 @@ func specs(rep *Report) []tableSpec {
 		tableSpec{scenario: ScenarioEcho, title: "Echo round trip at a fixed offered rate (open loop)",
 			intro: fmt.Sprintf("%s sessions; %s messages/s of %d bytes offered in total, round-robin, for %s; each echo timed twice: "+
 				"from the client's Send (the server's part, and the network's) and from the time the schedule meant it to go "+
-				"(adding the load generator's own lateness, and any queueing behind a server that stopped reading). "+
-				"%s Lower is better.",
+				"(adding the load generator's own lateness, and any queueing behind a server that stopped reading); "+
+				"the figures from the due time are the same run's. %s Lower is better.",
 				thousands(int64(rep.Sizes.EchoSessions)), count(rep.Sizes.EchoRate), load.MessageSize, rep.Sizes.EchoDuration,
 				passesNote(rep.Sizes.Passes, "p99 from Send")),
 			cols: []column{{"sent_p50_ms", "p50 from Send ms", ms}, {"sent_p99_ms", "p99 from Send ms", ms},

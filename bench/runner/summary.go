@@ -62,7 +62,12 @@ func Summary(reps []*Report) string {
 	for _, tg := range targets {
 		met, measured := 0, 0
 		for _, rep := range reps {
-			if v, ok := cometkitFigure(rep, tg.scenario, tg.step, tg.transport, tg.key); ok {
+			v, ok, failed := cometkitFigure(rep, tg.scenario, tg.step, tg.transport, tg.key)
+			if failed {
+				measured++ // a failed run missed
+				continue
+			}
+			if ok {
 				measured++
 				if tg.lowerBetter && v <= tg.limit || !tg.lowerBetter && v >= tg.limit {
 					met++
@@ -81,13 +86,16 @@ func summaryCell(rep *Report, h summaryRow) string {
 	for _, r := range rep.Results {
 		if r.Scenario == h.scenario && r.Step == h.step {
 			all = append(all, r)
-			if r.Impl == "cometkit" && r.Transport == h.transport && r.OK() {
+			if r.Impl == "cometkit" && r.Transport == h.transport {
 				row = &r
 			}
 		}
 	}
 	if row == nil {
 		return "—"
+	}
+	if !row.OK() {
+		return "failed"
 	}
 	v, ok := row.Figures[h.ratio.key]
 	if !ok {
@@ -106,12 +114,17 @@ func summaryCell(rep *Report, h summaryRow) string {
 	return s
 }
 
-func cometkitFigure(rep *Report, scenario, step, transport, key string) (float64, bool) {
+// cometkitFigure is cometkit's figure key in rep, if it was measured; failed
+// says the measurement failed.
+func cometkitFigure(rep *Report, scenario, step, transport, key string) (v float64, ok, failed bool) {
 	for _, r := range rep.Results {
-		if r.Impl == "cometkit" && r.Scenario == scenario && r.Step == step && r.Transport == transport && r.OK() {
+		if r.Impl == "cometkit" && r.Scenario == scenario && r.Step == step && r.Transport == transport {
+			if !r.OK() {
+				return 0, false, true
+			}
 			v, ok := r.Figures[key]
-			return v, ok
+			return v, ok, false
 		}
 	}
-	return 0, false
+	return 0, false, false
 }

@@ -277,12 +277,15 @@ func Stamp(t time.Time, size int) string {
 }
 
 // StampSent is Stamp with a second time after the first: due is when
-// the message was meant to go, sent when the client handed it to its
-// connection. An echo timed from both tells the load generator's own
-// lateness apart from the server's time.
+// the message was meant to go, sent when the load generator called the
+// client's Send (which may queue it, behind an earlier POST say). An echo
+// timed from both tells the load generator's own lateness apart. A size
+// too small for two stamps gets due alone.
 func StampSent(due, sent time.Time, size int) string {
-	s := Stamp(sent, size-payloadStampLen)
-	return Stamp(due, payloadStampLen) + s
+	if size < 2*payloadStampLen {
+		return Stamp(due, size)
+	}
+	return Stamp(due, payloadStampLen) + Stamp(sent, size-payloadStampLen)
 }
 
 // ParseStamp reads the time Stamp put at the start of msg.

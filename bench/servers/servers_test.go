@@ -36,6 +36,16 @@ func TestStamp(t *testing.T) {
 	if got, ok := ParseSent(s); !ok || !got.Equal(sent) {
 		t.Errorf("ParseSent(%q) = %v, %v; want the send time", s, got, ok)
 	}
+	// Too small for two stamps: the due time alone, at its size.
+	if s = StampSent(now, sent, 30); len(s) != 30 {
+		t.Fatalf("StampSent at 30 bytes: len %d", len(s))
+	}
+	if got, ok := ParseStamp(s); !ok || !got.Equal(now) {
+		t.Errorf("ParseStamp(%q) = %v, %v", s, got, ok)
+	}
+	if _, ok := ParseSent(s); ok {
+		t.Errorf("ParseSent(%q) found a send time in a 30-byte message", s)
+	}
 }
 
 func TestTrackerWait(t *testing.T) {
