@@ -830,9 +830,6 @@ func (s *Session) Receive(ctx context.Context, msgs []Message) (uint64, error) {
 			case <-ctx.Done():
 				return acked, ctx.Err()
 			}
-			if testHookInboxWoken != nil {
-				testHookInboxWoken()
-			}
 			continue
 		}
 		s.inbox = append(s.inbox, m.Data)
@@ -1042,10 +1039,6 @@ func (h *Hooks) closed(s *Session) {
 		h.Closed(s)
 	}
 }
-
-// testHookInboxWoken, when set by a test, is called each time a Receive
-// waiting for inbox room wakes, before it looks again.
-var testHookInboxWoken func()
 
 func (h *Hooks) inboxFull(s *Session) {
 	if h != nil && h.InboxFull != nil {

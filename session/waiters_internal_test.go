@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"runtime"
 	"testing"
 )
 
@@ -55,6 +56,58 @@ func TestWaitersWokenOnlyForWhatTheyWaitFor(t *testing.T) {
 	s.Close(CodeNormal, "")
 	if !closed(turn) {
 		t.Fatal("the close did not wake a waiter")
+	}
+}
+
+// InboxFull is called once for a waiting message, however often other
+// changes wake its wait: an ack for a Send waiting for room wakes every
+// waiter of the session, the Receive waiting for inbox room too.
+func TestInboxFullOncePerMessage(t *testing.T) {
+	ctx := context.Background()
+	cfg := Config{MaxInbound: 1}.Defaults()
+	full := make(chan struct{}, 16)
+	s := New(NewID(), Info{}, &cfg, &Hooks{InboxFull: func(*Session) { full <- struct{}{} }})
+	defer s.Terminate(CodeGoingAway, "test over")
+	if err := s.Send(ctx, "out"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Receive(ctx, []Message{{Seq: 1, Data: "a"}}); err != nil { // the inbox is full
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	s.changedLocked(waitRoom) // as a Send that found the queue full
+	s.mu.Unlock()
+	received := make(chan error, 1)
+	go func() {
+		_, err := s.Receive(ctx, []Message{{Seq: 2, Data: "b"}})
+		received <- err
+	}()
+	<-full // "b" waits
+	// The ack wakes every waiter.
+	if err := s.Ack(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	// Until the Receive has looked again and waits anew (nothing signals
+	// it: look), with the inbox still full.
+	for {
+		s.mu.Lock()
+		again := s.waiting&waitInbox != 0
+		s.mu.Unlock()
+		if again {
+			break
+		}
+		runtime.Gosched()
+	}
+	for _, want := range []string{"a", "b"} {
+		if got, err := s.Recv(ctx); err != nil || got != want {
+			t.Fatalf("Recv: %q, %v; want %q", got, err, want)
+		}
+	}
+	if err := <-received; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(full); n != 0 {
+		t.Fatalf("InboxFull called %d more times for the one waiting message", n)
 	}
 }
 
