@@ -322,6 +322,18 @@ func (c *rfcConn) sendHeadLocked() {
 	_, _ = c.nc.Write(h)
 }
 
+// afterHeadLocked is b, behind the held 101 answer if it is not sent yet
+// (which is then handed over): one Write, not a writev, as a wrapped
+// connection (TLS) would make each buffer a write of its own.
+func (c *rfcConn) afterHeadLocked(b []byte) []byte {
+	if c.head == nil {
+		return b
+	}
+	b = append(c.head.b, b...)
+	c.head = nil
+	return b
+}
+
 // AppendText implements Conn: a server frame, unmasked, FIN, text.
 func (c *rfcConn) AppendText(dst []byte, msg string) []byte { return appendRFCText(dst, msg) }
 
@@ -338,13 +350,7 @@ func (c *rfcConn) write(b []byte) error {
 
 func (c *rfcConn) writeLocked(b []byte) error {
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
-	if c.head != nil {
-		// One Write, not a writev: a wrapped connection (TLS) would make
-		// each buffer a write of its own.
-		b = append(c.head.b, b...)
-		c.head = nil
-	}
-	if _, err := c.nc.Write(b); err != nil {
+	if _, err := c.nc.Write(c.afterHeadLocked(b)); err != nil {
 		c.closed = true
 		_ = c.nc.Close()
 		return err
@@ -369,12 +375,7 @@ func (c *rfcConn) Close(code session.Code, reason string) error {
 		c.closeSent = true
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.writeTimeout))
 		body := ws.NewCloseFrameBody(ws.StatusCode(code), truncateReason(reason))
-		frame := ws.MustCompileFrame(ws.NewCloseFrame(body))
-		if c.head != nil {
-			frame = append(c.head.b, frame...)
-			c.head = nil
-		}
-		_, _ = c.nc.Write(frame)
+		_, _ = c.nc.Write(c.afterHeadLocked(ws.MustCompileFrame(ws.NewCloseFrame(body))))
 	}
 	c.closed = true
 	return c.nc.Close()
