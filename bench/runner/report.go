@@ -304,6 +304,14 @@ var targets = []target{
 	{"≥ 25,000 long-poll round trips/s", ScenarioRoundTrip, "", load.LongPoll, "round_trips_per_s", 25_000, false, count},
 }
 
+// met says whether v meets the target.
+func (tg target) met(v float64) bool {
+	if tg.lowerBetter {
+		return v <= tg.limit
+	}
+	return v >= tg.limit
+}
+
 func writeTargets(b *strings.Builder, rep *Report) {
 	if rep.Quick {
 		return
@@ -317,11 +325,7 @@ func writeTargets(b *strings.Builder, rep *Report) {
 			v, ok := r.Figures[tg.key]
 			verdict := "not measured"
 			if ok {
-				met := v >= tg.limit
-				if tg.lowerBetter {
-					met = v <= tg.limit
-				}
-				verdict = map[bool]string{true: "met", false: "**missed**"}[met]
+				verdict = map[bool]string{true: "met", false: "**missed**"}[tg.met(v)]
 				if !r.OK() {
 					verdict += " (run failed)"
 				}

@@ -69,7 +69,7 @@ func Summary(reps []*Report) string {
 			}
 			if ok {
 				measured++
-				if tg.lowerBetter && v <= tg.limit || !tg.lowerBetter && v >= tg.limit {
+				if tg.met(v) {
 					met++
 				}
 			}
