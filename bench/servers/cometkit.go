@@ -18,7 +18,6 @@ var benchHashKey = []byte("cometkit-bench-hash-key-0123456789abcdef")
 // topic, gets a welcome, and has its messages echoed.
 type cometkitImpl struct {
 	srv *server.Server
-	mux *http.ServeMux
 }
 
 func newCometkit(t *tracker, log *slog.Logger) (*cometkitImpl, error) {
@@ -55,12 +54,14 @@ func newCometkit(t *tracker, log *slog.Logger) (*cometkitImpl, error) {
 		return nil, fmt.Errorf("cometkit server: %w", err)
 	}
 	c.srv = srv
-	c.mux = http.NewServeMux()
-	c.mux.Handle(CometkitPrefix+"/", srv)
 	return c, nil
 }
 
-func (c *cometkitImpl) handler() http.Handler { return c.mux }
+// handler is the server itself, as sockjs's and socket.io's are theirs: it
+// routes by the path's last segments, wherever it is mounted (under
+// CometkitPrefix here), and a ServeMux of its own in between would add a
+// pattern match and its allocations to every request.
+func (c *cometkitImpl) handler() http.Handler { return c.srv }
 
 // broadcast is one Hub.Publish to the topic every session joined.
 func (c *cometkitImpl) broadcast(ctx context.Context, payload string) (int, error) {
