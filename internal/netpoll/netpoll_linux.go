@@ -13,6 +13,23 @@ import (
 // Supported reports whether Register can work on this system.
 const Supported = true
 
+// readyDesc is a registration epoll reported, with what it reported.
+type readyDesc struct {
+	d      *Desc
+	report Report
+}
+
+// reportOf reads epoll's event bits: in Edge mode, a report of bytes alone
+// (EPOLLIN, no hang-up or error) means that whatever comes after it (more
+// bytes, the peer's FIN or RST) is reported again, since each arrival on
+// the socket queues an edge-triggered registration anew once epoll_wait
+// has taken this report.
+func (d *Desc) reportOf(events uint32) Report {
+	const ended = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+	edge := d.events&(syscall.EPOLLET&0xFFFFFFFF) != 0
+	return Report{bytesOnly: edge && events&ended == 0}
+}
+
 // instance is one epoll instance, registered in Go's runtime poller as a
 // file: its goroutine parks there, not in a blocking epoll_wait, and ends
 // when the file is closed.
@@ -38,7 +55,7 @@ type Desc struct {
 	id     uint64
 	rc     syscall.RawConn
 	events uint32
-	fn     func()
+	fn     func(Report)
 	closed atomic.Bool
 }
 
@@ -49,14 +66,14 @@ type Desc struct {
 // is called whenever bytes arrive (or the peer hangs up), with no arming:
 // what arrived before Register, or while fn's reader was busy, brings no
 // call of its own, so the reader must read until the socket has nothing
-// left (EAGAIN: a short read is not enough, a FIN that came with the last
-// bytes shows only on the next read) before it waits for fn.
+// left before it waits for fn. The Report says how far that is (see
+// Report.Drained).
 //
 // fn must not block, nor call Close: it may read without waiting
 // (syscall.RawConn) or hand the reading to a goroutine. The connection
 // must not buffer reads of its own out of sight (a *net.TCPConn or
 // *net.UnixConn is right; a *tls.Conn is not even a syscall.Conn).
-func Register(rc syscall.RawConn, mode Mode, fn func()) (*Desc, error) {
+func Register(rc syscall.RawConn, mode Mode, fn func(Report)) (*Desc, error) {
 	reg.mu.Lock()
 	if reg.inst == nil {
 		inst, err := newInstance()
@@ -134,7 +151,7 @@ func (inst *instance) releaseLocked() *os.File {
 // meanwhile on a readable socket is a new event, and so a new wake-up.
 func (inst *instance) run() {
 	events := make([]syscall.EpollEvent, 128)
-	var ready []*Desc
+	var ready []readyDesc
 	err := inst.rc.Read(func(epfd uintptr) bool {
 		for {
 			n, err := syscall.EpollWait(int(epfd), events, 0)
@@ -155,13 +172,13 @@ func (inst *instance) run() {
 			for _, ev := range events[:n] {
 				id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
 				if d := reg.descs[id]; d != nil && d.inst == inst {
-					ready = append(ready, d)
+					ready = append(ready, readyDesc{d, d.reportOf(ev.Events)})
 				}
 			}
 			reg.mu.Unlock()
-			for i, d := range ready {
-				d.fn()
-				ready[i] = nil
+			for i, r := range ready {
+				r.d.fn(r.report)
+				ready[i] = readyDesc{}
 			}
 			ready = ready[:0]
 			if n < len(events) {
@@ -201,7 +218,7 @@ func (inst *instance) fail() {
 	reg.mu.Unlock()
 	for _, d := range all {
 		d.closed.Store(true) // Arm fails from now on
-		d.fn()
+		d.fn(Report{}) // not drained by a short read: nothing is known
 	}
 }
 

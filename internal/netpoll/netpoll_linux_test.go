@@ -8,9 +8,11 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"go.uber.org/goleak"
 )
@@ -81,7 +83,7 @@ func pollers() int {
 func TestOneReportPerArm(t *testing.T) {
 	srv, cli := pairs(t, 1)
 	fired := make(chan int, 16)
-	d, err := Register(raw(t, srv[0]), OneShot, func() { fired <- 1 })
+	d, err := Register(raw(t, srv[0]), OneShot, func(Report) { fired <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,7 +120,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 	fired := make(chan int, n)
 	descs := make([]*Desc, n)
 	for i := range srv {
-		d, err := Register(raw(t, srv[i]), OneShot, func() { fired <- i })
+		d, err := Register(raw(t, srv[i]), OneShot, func(Report) { fired <- i })
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -154,7 +156,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 	}
 	goleak.VerifyNone(t) // the poller's goroutine is gone
 	// And it comes back for the next registration.
-	d, err := Register(raw(t, srv[0]), OneShot, func() { fired <- 0 })
+	d, err := Register(raw(t, srv[0]), OneShot, func(Report) { fired <- 0 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +167,7 @@ func TestManyConnectionsOneGoroutine(t *testing.T) {
 
 func TestArmAfterClose(t *testing.T) {
 	srv, _ := pairs(t, 2)
-	d, err := Register(raw(t, srv[0]), OneShot, func() {})
+	d, err := Register(raw(t, srv[0]), OneShot, func(Report) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestArmAfterClose(t *testing.T) {
 	if err := d.Arm(); !errors.Is(err, ErrClosed) {
 		t.Fatalf("arm after Close: %v", err)
 	}
-	d2, err := Register(raw(t, srv[1]), Edge, func() {})
+	d2, err := Register(raw(t, srv[1]), Edge, func(Report) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +191,7 @@ func TestArmAfterClose(t *testing.T) {
 func TestEdgeReportsEachArrival(t *testing.T) {
 	srv, cli := pairs(t, 1)
 	fired := make(chan int, 16)
-	d, err := Register(raw(t, srv[0]), Edge, func() { fired <- 1 })
+	d, err := Register(raw(t, srv[0]), Edge, func(Report) { fired <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,13 +213,13 @@ func TestEdgeReportsEachArrival(t *testing.T) {
 func TestFailedPollerLetsGo(t *testing.T) {
 	srv, cli := pairs(t, 2)
 	oneShot := make(chan int, 16)
-	d1, err := Register(raw(t, srv[0]), OneShot, func() { oneShot <- 1 })
+	d1, err := Register(raw(t, srv[0]), OneShot, func(Report) { oneShot <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d1.Close()
 	edge := make(chan int, 16)
-	d2, err := Register(raw(t, srv[1]), Edge, func() { edge <- 1 })
+	d2, err := Register(raw(t, srv[1]), Edge, func(Report) { edge <- 1 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -232,7 +234,7 @@ func TestFailedPollerLetsGo(t *testing.T) {
 		t.Fatalf("arm on a failed poller: %v", err)
 	}
 	cli[1].Write([]byte("x"))
-	d3, err := Register(raw(t, srv[0]), OneShot, func() { oneShot <- 3 })
+	d3, err := Register(raw(t, srv[0]), OneShot, func(Report) { oneShot <- 3 })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,5 +245,100 @@ func TestFailedPollerLetsGo(t *testing.T) {
 	}
 	if len(edge) != 0 {
 		t.Fatal("a failed poller reported a registration again")
+	}
+}
+
+// closeWaiting reports whether c's peer has half-closed (TCP_INFO's state
+// is CLOSE_WAIT): its FIN has arrived.
+func closeWaiting(t *testing.T, c *net.TCPConn) bool {
+	t.Helper()
+	var info *syscall.TCPInfo
+	var err error
+	if cerr := raw(t, c).Control(func(fd uintptr) {
+		var ti syscall.TCPInfo
+		size := uint32(syscall.SizeofTCPInfo)
+		_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.SOL_TCP, syscall.TCP_INFO,
+			uintptr(unsafe.Pointer(&ti)), uintptr(unsafe.Pointer(&size)), 0)
+		if errno != 0 {
+			err = errno
+		}
+		info = &ti
+	}); cerr != nil {
+		t.Fatal(cerr)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	const tcpCloseWait = 8 // include/net/tcp_states.h
+	return info.State == tcpCloseWait
+}
+
+// An edge report of bytes alone says that a short read drains the socket;
+// one that came after the peer's FIN does not (the FIN shows only on a
+// read of its own); one-shot reports never do (nothing comes before Arm).
+func TestReportDrained(t *testing.T) {
+	srv, cli := pairs(t, 2)
+	reports := make(chan Report, 16)
+	hold := make(chan struct{})
+	first := true
+	d, err := Register(raw(t, srv[0]), Edge, func(r Report) {
+		reports <- r
+		if first { // keep the poller here until the FIN is in
+			first = false
+			<-hold
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	release := sync.OnceFunc(func() { close(hold) })
+	defer release() // before Close, which waits for the poller
+	if _, err := cli[0].Write([]byte("a")); err != nil {
+		t.Fatal(err)
+	}
+	r := <-reports
+	if !r.Drained() {
+		t.Fatal("a report of bytes alone is not drained by a short read")
+	}
+	if err := cli[0].CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(bound)
+	for !closeWaiting(t, srv[0]) {
+		if time.Now().After(deadline) {
+			t.Fatal("the FIN did not arrive")
+		}
+		runtime.Gosched()
+	}
+	release()
+	select {
+	case r = <-reports:
+	case <-time.After(bound):
+		t.Fatal("the FIN was not reported")
+	}
+	if r.Drained() {
+		t.Fatal("a report after the peer's FIN says a short read drains the socket")
+	}
+
+	once := make(chan Report, 1)
+	d1, err := Register(raw(t, srv[1]), OneShot, func(r Report) { once <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d1.Close()
+	if _, err := cli[1].Write([]byte("b")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r = <-once:
+	case <-time.After(bound):
+		t.Fatal("no one-shot report")
+	}
+	if r.Drained() {
+		t.Fatal("a one-shot report says a short read drains the socket")
+	}
+	if (Report{}).Drained() {
+		t.Fatal("the zero Report (a failing poller's) says drained")
 	}
 }

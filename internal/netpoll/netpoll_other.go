@@ -11,7 +11,7 @@ const Supported = false
 type Desc struct{}
 
 // Register fails with ErrUnsupported here: read with a goroutine.
-func Register(syscall.RawConn, Mode, func()) (*Desc, error) { return nil, ErrUnsupported }
+func Register(syscall.RawConn, Mode, func(Report)) (*Desc, error) { return nil, ErrUnsupported }
 
 // Arm asks for one more call of fn when the connection is readable.
 func (d *Desc) Arm() error { return ErrUnsupported }

@@ -7,7 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,8 +74,8 @@ func TestFastReadIsBounded(t *testing.T) {
 		t.Fatal("no raw connection")
 	}
 	l := &link{conn: c, rfc: c}
-	reports := make(chan struct{}, 16)
-	desc, err := netpoll.Register(c.rc, netpoll.Edge, func() { reports <- struct{}{} })
+	reports := make(chan netpoll.Report, 16)
+	desc, err := netpoll.Register(c.rc, netpoll.Edge, func(r netpoll.Report) { reports <- r })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,13 +93,14 @@ func TestFastReadIsBounded(t *testing.T) {
 	for unread(t, srv) < total { // all of it in the socket, as from a fast peer
 		runtime.Gosched()
 	}
+	var report netpoll.Report
 	select {
-	case <-reports:
+	case report = <-reports:
 	case <-time.After(10 * time.Second):
 		t.Fatal("no report of the flood")
 	}
 	l.rstate.Store(rFast)
-	l.fastRead()
+	l.fastRead(report)
 	if left := unread(t, srv); left == 0 || left%len(pong) != 0 {
 		t.Fatalf("one report read %d of %d bytes; want a bounded part, in whole frames", total-left, total)
 	}
@@ -133,7 +137,7 @@ func TestSweepLeavesALinkBeingReadAlone(t *testing.T) {
 	s := testSession(t)
 	l := &link{t: tr, ep: s, conn: c, rfc: c}
 	l.runner.F = func() {}
-	desc, err := netpoll.Register(c.rc, netpoll.Edge, func() {}) // reports are the test's to make
+	desc, err := netpoll.Register(c.rc, netpoll.Edge, func(netpoll.Report) {}) // reports are the test's to make
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +157,7 @@ func TestSweepLeavesALinkBeingReadAlone(t *testing.T) {
 	}
 	l.rstate.Store(rFast) // the poller took the report of the pong
 	tr.sweepWatched()     // the sweep comes meanwhile
-	l.fastRead()
+	l.fastRead(netpoll.Report{})
 	if l.closed.Load() || c.readErr != nil || l.rstate.Load() != rParked {
 		t.Fatalf("after the pong: closed %v, read error %v, state %d; want the link parked", l.closed.Load(), c.readErr, l.rstate.Load())
 	}
@@ -165,8 +169,86 @@ func TestSweepLeavesALinkBeingReadAlone(t *testing.T) {
 		runtime.Gosched()
 	}
 	l.rstate.Store(rFast)
-	l.fastRead()
+	l.fastRead(netpoll.Report{})
 	if l.closed.Load() || c.readErr != nil {
 		t.Fatalf("the next pong: closed %v, read error %v", l.closed.Load(), c.readErr)
+	}
+}
+
+// threadReads is the count of read system calls this thread has made
+// (/proc/thread-self/io); the caller keeps to its thread.
+func threadReads(t *testing.T) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/thread-self/io")
+	if err != nil {
+		t.Fatalf("no per-thread I/O accounting: %v", err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatalf("no syscr in %q", b)
+	return 0
+}
+
+// An acknowledgement (or heartbeat, or pong) reported alone costs the
+// poller one read: the short read drains the socket, and whatever comes
+// next is reported anew. Without that report (a hang-up, or a failing
+// poller's report), it reads on until EAGAIN.
+func TestFastReadStopsAtAShortRead(t *testing.T) {
+	srv, cli := tcpPair(t)
+	c := newRFCConn(srv, nil, 1<<16, time.Minute, time.Minute)
+	if !c.initRaw() {
+		t.Fatal("no raw connection")
+	}
+	l := &link{conn: c, rfc: c}
+	reports := make(chan netpoll.Report, 16)
+	desc, err := netpoll.Register(c.rc, netpoll.Edge, func(r netpoll.Report) { reports <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer desc.Close()
+	l.desc = desc
+	pong := ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame([]byte("hi"))))
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := threadReads(t)
+	own := threadReads(t) - start // the reads of reading the count
+	for _, tc := range []struct {
+		name   string
+		report func(netpoll.Report) netpoll.Report
+		reads  int
+	}{
+		{"bytes alone", func(r netpoll.Report) netpoll.Report { return r }, 1},
+		{"not known to be drained", func(netpoll.Report) netpoll.Report { return netpoll.Report{} }, 2},
+	} {
+		if _, err := cli.Write(pong); err != nil {
+			t.Fatal(err)
+		}
+		var r netpoll.Report
+		select {
+		case r = <-reports:
+		case <-time.After(10 * time.Second):
+			t.Fatal("no report of the pong")
+		}
+		if !r.Drained() {
+			t.Fatal("the report of a pong alone is not drained by a short read")
+		}
+		l.rstate.Store(rFast)
+		before := threadReads(t)
+		l.fastRead(tc.report(r))
+		reads := threadReads(t) - before - own
+		if reads != tc.reads {
+			t.Errorf("%s: the poller read %d times; want %d", tc.name, reads, tc.reads)
+		}
+		if left := unread(t, srv); left != 0 || l.rstate.Load() != rParked {
+			t.Fatalf("%s: %d bytes left, state %d; want all read and the link parked", tc.name, left, l.rstate.Load())
+		}
 	}
 }

@@ -464,7 +464,7 @@ func (l *link) startReading() {
 }
 
 // readable is the poller's report (on its goroutine: it must not wait).
-func (l *link) readable() {
+func (l *link) readable(r netpoll.Report) {
 	for {
 		switch l.rstate.Load() {
 		case rParked:
@@ -475,7 +475,7 @@ func (l *link) readable() {
 				return
 			}
 			if l.rstate.CompareAndSwap(rParked, rFast) {
-				l.fastRead()
+				l.fastRead(r)
 				return
 			}
 		case rRunning:
@@ -500,8 +500,9 @@ const fastReads = 16
 // peer sent, and takes the frames that need nothing but a note:
 // acknowledgements (pump gives them to the session) and heartbeats, and
 // pongs. At the first frame it cannot take so (or a partial one, or an
-// error) it hands what is left to readRun.
-func (l *link) fastRead() {
+// error) it hands what is left to readRun. It stops at EAGAIN, or at a
+// short read when the report r says that empties the socket.
+func (l *link) fastRead(r netpoll.Report) {
 	c := l.rfc
 	bp := fastBuffers.Get().(*[4096]byte)
 	defer fastBuffers.Put(bp)
@@ -539,9 +540,13 @@ func (l *link) fastRead() {
 			go l.readRun()
 			return
 		}
-		// A short read does not mean the socket is empty: a FIN (or RST)
-		// that came with the last bytes shows only on the next read, and
-		// edge-triggered epoll reports nothing more. Read until EAGAIN.
+		// A short read empties the socket when the report was for bytes
+		// alone: what comes later is reported again. Otherwise a FIN (or
+		// RST) that came with the last bytes shows only on the next read,
+		// and nothing more would be reported: read until EAGAIN.
+		if n < len(bp) && r.Drained() {
+			break
+		}
 	}
 	if acked {
 		l.runner.Wake()
