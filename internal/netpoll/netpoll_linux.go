@@ -218,7 +218,7 @@ func (inst *instance) fail() {
 	reg.mu.Unlock()
 	for _, d := range all {
 		d.closed.Store(true) // Arm fails from now on
-		d.fn(Report{}) // not drained by a short read: nothing is known
+		d.fn(Report{})       // not drained by a short read: nothing is known
 	}
 }
 
