@@ -278,6 +278,9 @@ func Markdown(rep *Report) string {
 			b.WriteString(" " + status + " |\n")
 		}
 		b.WriteString("\n")
+		if h, repeated := headlines[sp.scenario]; repeated && sp.step == "" {
+			b.WriteString(passesLine(rs, h.name))
+		}
 	}
 	return b.String()
 }

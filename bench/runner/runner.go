@@ -222,8 +222,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				}
 			}
 		}
+		reported := make([][]Result, len(targets))
 		for i := range targets {
-			rep.Results = append(rep.Results, median(sc, runs[i])...)
+			reported[i] = median(sc, runs[i])
+		}
+		pairPasses(sc, targets, runs, reported)
+		for _, r := range reported {
+			rep.Results = append(rep.Results, r...)
 		}
 	}
 	rep.Seconds = time.Since(start).Seconds()
@@ -359,12 +364,13 @@ func joinErr(a, b string) string {
 var headlines = map[string]struct {
 	key         string
 	lowerBetter bool
+	name        string // in prose
 }{
-	ScenarioEcho:      {"sent_p99_ms", true}, // from Send: p99 from due is mostly the load generator's lateness
-	ScenarioBroadcast: {"p99_ms", true},
-	ScenarioRoundTrip: {"round_trips_per_s", false},
-	ScenarioFanOut:    {"messages_per_s", false},
-	ScenarioConnect:   {"connects_per_s", false},
+	ScenarioEcho:      {"sent_p99_ms", true, "p99 from Send"}, // p99 from due is mostly the load generator's lateness
+	ScenarioBroadcast: {"p99_ms", true, "p99"},
+	ScenarioRoundTrip: {"round_trips_per_s", false, "round trips/s"},
+	ScenarioFanOut:    {"messages_per_s", false, "messages/s"},
+	ScenarioConnect:   {"connects_per_s", false, "connects/s"},
 }
 
 // median reduces one server's runs of scenario sc to the run whose

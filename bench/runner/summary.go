@@ -77,7 +77,39 @@ func Summary(reps []*Report) string {
 		fmt.Fprintf(&b, "\nTarget %s: met in %d of %d runs.", tg.what, met, measured)
 	}
 	b.WriteString("\n")
+	b.WriteString(passesSummary(reps))
 	return b.String()
+}
+
+// passesSummary adds up, over the runs, the passes in which cometkit led
+// every peer of the same pass, for each repeated scenario and transport.
+func passesSummary(reps []*Report) string {
+	var lines []string
+	for _, sc := range Scenarios {
+		h, repeated := headlines[sc]
+		if !repeated {
+			continue
+		}
+		for _, tr := range []string{load.WebSocket, load.EventStream, load.LongPoll} {
+			var led, paired float64
+			for _, rep := range reps {
+				for _, r := range rep.Results {
+					if r.Impl == "cometkit" && r.Scenario == sc && r.Transport == tr && r.OK() {
+						led += r.Figures["passes_led"]
+						paired += r.Figures["passes_paired"]
+					}
+				}
+			}
+			if paired > 0 {
+				lines = append(lines, fmt.Sprintf("- %s %s, %s: led in %d of %d passes", sc, h.name, tr, int(led), int(paired)))
+			}
+		}
+	}
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\nPass by pass, over all the runs (cometkit's headline figure against the best peer of the same pass):\n\n" +
+		strings.Join(lines, "\n") + "\n"
 }
 
 func summaryCell(rep *Report, h summaryRow) string {

@@ -1,0 +1,70 @@
+package runner
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cometkit/cometkit/bench/load"
+)
+
+// cometkit is compared with the best peer of each pass, on its own
+// transport: the raw floor is no peer, a failed peer run is no reference,
+// and a pass with no peer left is not paired.
+func TestPairPasses(t *testing.T) {
+	targets := []load.Target{
+		{Impl: "cometkit", Transport: load.LongPoll}, {Impl: "sockjs", Transport: load.LongPoll},
+		{Impl: "socketio", Transport: load.LongPoll}, {Impl: "raw", Transport: load.LongPoll},
+		{Impl: "cometkit", Transport: load.WebSocket}, {Impl: "centrifuge", Transport: load.WebSocket},
+	}
+	rt := func(v float64, failed bool) Result {
+		r := Result{Scenario: ScenarioRoundTrip, Figures: load.Figures{"round_trips_per_s": v}}
+		if failed {
+			r.Error = "boom"
+		}
+		return r
+	}
+	runs := [][]Result{
+		{rt(100, false), rt(90, false), rt(80, false), rt(50, false)},    // cometkit long-poll
+		{rt(90, false), rt(95, false), rt(10, false), rt(70, true)},      // sockjs: pass 4 failed
+		{rt(80, false), rt(500, true), rt(85, false), rt(60, true)},      // socketio: passes 2 and 4 failed
+		{rt(999, false), rt(999, false), rt(999, false), rt(999, false)}, // raw
+		{rt(10, false), rt(10, false), rt(10, false), rt(10, false)},     // cometkit websocket
+		{rt(5, false), rt(5, false), rt(5, false), rt(5, false)},         // centrifuge
+	}
+	out := make([][]Result, len(targets))
+	for i := range targets {
+		out[i] = median(ScenarioRoundTrip, runs[i])
+	}
+	pairPasses(ScenarioRoundTrip, targets, runs, out)
+	f := out[0][0].Figures
+	// Passes: 100 vs 90 (led), 90 vs 95 (not: socketio's 500 failed), 80
+	// vs 85 (not), no peer finished (unpaired).
+	if f["passes_paired"] != 3 || f["passes_led"] != 1 {
+		t.Fatalf("long-poll: led %v of %v paired passes; want 1 of 3", f["passes_led"], f["passes_paired"])
+	}
+	if want := 90.0 / 95; f["pass_ratio"] != want { // ratios 1.11, 0.947, 0.941
+		t.Fatalf("median pass ratio %v, want %v", f["pass_ratio"], want)
+	}
+	if w := out[4][0].Figures; w["passes_led"] != 4 || w["passes_paired"] != 4 || w["pass_ratio"] != 2 {
+		t.Fatalf("websocket: %v", w)
+	}
+	if _, ok := out[1][0].Figures["passes_led"]; ok {
+		t.Fatal("a peer's row got cometkit's pass figures")
+	}
+
+	rep := &Report{Results: []Result{out[0][0], out[4][0]}}
+	rep.Results[0].Impl, rep.Results[0].Transport = "cometkit", load.LongPoll
+	rep.Results[1].Impl, rep.Results[1].Transport = "cometkit", load.WebSocket
+	got := Summary([]*Report{rep, rep})
+	for _, want := range []string{
+		"- roundtrip round trips/s, websocket: led in 8 of 8 passes",
+		"- roundtrip round trips/s, longpoll: led in 2 of 6 passes",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("summary lacks %q:\n%s", want, got)
+		}
+	}
+	if line := passesLine(rep.Results, "round trips/s"); !strings.Contains(line, "longpoll: led in 1 of 3 passes, median pass ratio 0.95×") {
+		t.Errorf("table note: %q", line)
+	}
+}
