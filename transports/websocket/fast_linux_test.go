@@ -61,14 +61,10 @@ func unread(t *testing.T, c *net.TCPConn) int {
 	return int(n)
 }
 
-// A peer that sends frames the poller takes itself faster than it reads
-// them does not keep the poller's goroutine: one report reads a bounded
-// amount, and a re-arm reports the connection again after the others'.
-func TestFastReadIsBounded(t *testing.T) {
-	srv, cli := tcpPair(t)
-	if err := srv.SetReadBuffer(4 << 20); err != nil {
-		t.Fatal(err)
-	}
+// polledLink is a bare link on srv, registered with the poller, whose
+// reports come to the test (on the channel) instead of to the link.
+func polledLink(t *testing.T, srv *net.TCPConn) (*link, chan netpoll.Report) {
+	t.Helper()
 	c := newRFCConn(srv, nil, 1<<16, time.Minute, time.Minute)
 	if !c.initRaw() {
 		t.Fatal("no raw connection")
@@ -79,8 +75,20 @@ func TestFastReadIsBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer desc.Close()
+	t.Cleanup(func() { desc.Close() })
 	l.desc = desc
+	return l, reports
+}
+
+// A peer that sends frames the poller takes itself faster than it reads
+// them does not keep the poller's goroutine: one report reads a bounded
+// amount, and a re-arm reports the connection again after the others'.
+func TestFastReadIsBounded(t *testing.T) {
+	srv, cli := tcpPair(t)
+	if err := srv.SetReadBuffer(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	l, reports := polledLink(t, srv)
 
 	// 8 bytes a pong: every read of a whole buffer ends on a frame's end,
 	// and nothing is handed on to a reader goroutine.
@@ -202,18 +210,7 @@ func threadReads(t *testing.T) int {
 // poller's report), it reads on until EAGAIN.
 func TestFastReadStopsAtAShortRead(t *testing.T) {
 	srv, cli := tcpPair(t)
-	c := newRFCConn(srv, nil, 1<<16, time.Minute, time.Minute)
-	if !c.initRaw() {
-		t.Fatal("no raw connection")
-	}
-	l := &link{conn: c, rfc: c}
-	reports := make(chan netpoll.Report, 16)
-	desc, err := netpoll.Register(c.rc, netpoll.Edge, func(r netpoll.Report) { reports <- r })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer desc.Close()
-	l.desc = desc
+	l, reports := polledLink(t, srv)
 	pong := ws.MustCompileFrame(ws.MaskFrame(ws.NewPongFrame([]byte("hi"))))
 
 	runtime.LockOSThread()
