@@ -68,3 +68,33 @@ func TestPairPasses(t *testing.T) {
 		t.Errorf("table note: %q", line)
 	}
 }
+
+// Over three passes each target runs early in one pass and late in
+// another: its places lie at least half a pass apart. (With one step a
+// pass, cometkit's three targets, first in the list, were always within
+// the first three places or the last two.)
+func TestPassOrderSpreads(t *testing.T) {
+	for _, n := range []int{4, 9, 11} {
+		const passes = 3
+		first, last := make([]int, n), make([]int, n)
+		for i := range first {
+			first[i], last[i] = n, -1
+		}
+		for pass := 0; pass < passes; pass++ {
+			seen := map[int]bool{}
+			for k := 0; k < n; k++ {
+				i := passOrder(k, pass, passes, n)
+				if seen[i] {
+					t.Fatalf("%d targets: pass %d runs target %d twice", n, pass, i)
+				}
+				seen[i] = true
+				first[i], last[i] = min(first[i], k), max(last[i], k)
+			}
+		}
+		for i := range first {
+			if last[i]-first[i] < n/2 {
+				t.Errorf("%d targets: target %d runs only in places %d to %d", n, i, first[i], last[i])
+			}
+		}
+	}
+}

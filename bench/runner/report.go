@@ -397,6 +397,6 @@ func passesNote(passes int, figure string) string {
 		return "One run per server."
 	}
 	return fmt.Sprintf("%d runs per server, in %d passes over all the servers (each run on a server started afresh, the "+
-		"servers' order rotated from pass to pass); the table shows the run whose %s is the median (one run on a shared "+
+		"servers' order rotated from pass to pass, so that each server runs early in one pass and late in another); the table shows the run whose %s is the median (one run on a shared "+
 		"core can swing 2-3x), and the lowest and highest %s of the runs.", passes, passes, figure, figure)
 }
