@@ -37,13 +37,14 @@ type Report struct {
 	bytesOnly bool // EPOLLIN alone: no hang-up, no error
 }
 
-// Drained reports whether, in Edge mode, a read that returns less than
-// its buffer leaves nothing to read until the next report. That holds when
-// the report came for bytes alone: a FIN or error that came with them (or
-// before) shows only on one more read, while anything that comes later is
-// reported again. Otherwise (a hang-up, an error, a failing poller, or
-// OneShot mode, where nothing comes again before Arm) the reader must read
-// until the read itself says EAGAIN or EOF. Reading until EAGAIN costs one
-// system call more per report: on a connection that sends an
-// acknowledgement at a time, twice the reads.
+// Drained reports whether a read that returns less than its buffer leaves
+// nothing to read until the next report. That holds for an Edge
+// registration of a TCP socket when the report came for bytes alone: a FIN
+// or error that came with them (or before) shows only on one more read,
+// and urgent data stops a read at its mark, while anything that comes
+// later is reported again. Otherwise (a hang-up, an error, urgent data, a
+// Unix socket, a failing poller, or OneShot mode, where nothing comes
+// again before Arm) the reader must read until the read itself says EAGAIN
+// or EOF. Reading until EAGAIN costs one system call more per report: on a
+// connection that sends an acknowledgement at a time, twice the reads.
 func (r Report) Drained() bool { return r.bytesOnly }

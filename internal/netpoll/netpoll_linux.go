@@ -19,15 +19,29 @@ type readyDesc struct {
 	report Report
 }
 
-// reportOf reads epoll's event bits: in Edge mode, a report of bytes alone
-// (EPOLLIN, no hang-up or error) means that whatever comes after it (more
-// bytes, the peer's FIN or RST) is reported again, since each arrival on
-// the socket queues an edge-triggered registration anew once epoll_wait
-// has taken this report.
+// reportOf reads epoll's event bits: on an edge-triggered TCP socket, a
+// report of bytes alone (no hang-up, error or urgent data) means that
+// whatever comes after it (more bytes, the peer's FIN or RST) is reported
+// again, since each arrival on the socket queues an edge-triggered
+// registration anew once epoll_wait has taken this report. Urgent data
+// (EPOLLPRI) stops a read at its mark with bytes still queued; a Unix
+// socket's read stops after a message that carried descriptors, with
+// nothing to show for it: neither is drained by a short read.
 func (d *Desc) reportOf(events uint32) Report {
-	const ended = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+	const ended = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR | syscall.EPOLLPRI
 	edge := d.events&(syscall.EPOLLET&0xFFFFFFFF) != 0
-	return Report{bytesOnly: edge && events&ended == 0}
+	return Report{bytesOnly: edge && d.tcp && events&ended == 0}
+}
+
+// isTCP reports whether rc is a TCP socket.
+func isTCP(rc syscall.RawConn) bool {
+	proto := -1
+	if err := rc.Control(func(fd uintptr) {
+		proto, _ = syscall.GetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_PROTOCOL)
+	}); err != nil {
+		return false
+	}
+	return proto == syscall.IPPROTO_TCP
 }
 
 // instance is one epoll instance, registered in Go's runtime poller as a
@@ -55,6 +69,7 @@ type Desc struct {
 	id     uint64
 	rc     syscall.RawConn
 	events uint32
+	tcp    bool // a TCP socket: a short read can drain it (reportOf)
 	fn     func(Report)
 	closed atomic.Bool
 }
@@ -74,6 +89,7 @@ type Desc struct {
 // must not buffer reads of its own out of sight (a *net.TCPConn or
 // *net.UnixConn is right; a *tls.Conn is not even a syscall.Conn).
 func Register(rc syscall.RawConn, mode Mode, fn func(Report)) (*Desc, error) {
+	tcp := mode == Edge && isTCP(rc)
 	reg.mu.Lock()
 	if reg.inst == nil {
 		inst, err := newInstance()
@@ -88,7 +104,8 @@ func Register(rc syscall.RawConn, mode Mode, fn func(Report)) (*Desc, error) {
 		go inst.run()
 	}
 	reg.next++
-	d := &Desc{inst: reg.inst, id: reg.next, rc: rc, fn: fn, events: syscall.EPOLLIN | syscall.EPOLLRDHUP}
+	d := &Desc{inst: reg.inst, id: reg.next, rc: rc, fn: fn, tcp: tcp,
+		events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLPRI}
 	if mode == Edge {
 		d.events |= syscall.EPOLLET & 0xFFFFFFFF
 	} else {

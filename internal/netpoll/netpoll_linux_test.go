@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -248,6 +249,20 @@ func TestFailedPollerLetsGo(t *testing.T) {
 	}
 }
 
+// unixConn makes fd (one end of a socketpair) a *net.UnixConn, closed with
+// the test.
+func unixConn(t *testing.T, fd int) *net.UnixConn {
+	t.Helper()
+	f := os.NewFile(uintptr(fd), "socketpair")
+	defer f.Close() // FileConn dups it
+	c, err := net.FileConn(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.UnixConn)
+}
+
 // closeWaiting reports whether c's peer has half-closed (TCP_INFO's state
 // is CLOSE_WAIT): its FIN has arrived.
 func closeWaiting(t *testing.T, c *net.TCPConn) bool {
@@ -277,7 +292,7 @@ func closeWaiting(t *testing.T, c *net.TCPConn) bool {
 // one that came after the peer's FIN does not (the FIN shows only on a
 // read of its own); one-shot reports never do (nothing comes before Arm).
 func TestReportDrained(t *testing.T) {
-	srv, cli := pairs(t, 2)
+	srv, cli := pairs(t, 3)
 	reports := make(chan Report, 16)
 	hold := make(chan struct{})
 	first := true
@@ -319,6 +334,58 @@ func TestReportDrained(t *testing.T) {
 	}
 	if r.Drained() {
 		t.Fatal("a report after the peer's FIN says a short read drains the socket")
+	}
+
+	// Urgent data stops a read at its mark, bytes still queued after it:
+	// a report that came with it is not drained by a short read.
+	urgent := make(chan Report, 16)
+	d2, err := Register(raw(t, srv[2]), Edge, func(r Report) { urgent <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sendErr error
+	if err := raw(t, cli[2]).Control(func(fd uintptr) {
+		sendErr = syscall.Sendto(int(fd), []byte{'!'}, syscall.MSG_OOB, nil)
+	}); err != nil || sendErr != nil {
+		t.Fatalf("sending urgent data: %v %v", err, sendErr)
+	}
+	select {
+	case r = <-urgent:
+	case <-time.After(bound):
+		t.Fatal("urgent data was not reported")
+	}
+	if r.Drained() {
+		t.Fatal("a report of urgent data says a short read drains the socket")
+	}
+	d2.Close()
+
+	// A Unix socket's read stops after a message that carried descriptors,
+	// which no report shows: never drained.
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unixSrv, unixCli := unixConn(t, fds[0]), unixConn(t, fds[1])
+	src, err := unixSrv.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	onUnix := make(chan Report, 16)
+	d3, err := Register(src, Edge, func(r Report) { onUnix <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d3.Close()
+	if _, err := unixCli.Write([]byte("u")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r = <-onUnix:
+	case <-time.After(bound):
+		t.Fatal("a Unix socket's bytes were not reported")
+	}
+	if r.Drained() {
+		t.Fatal("a report on a Unix socket says a short read drains it")
 	}
 
 	once := make(chan Report, 1)

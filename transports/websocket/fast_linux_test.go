@@ -189,7 +189,7 @@ func threadReads(t *testing.T) int {
 	t.Helper()
 	b, err := os.ReadFile("/proc/thread-self/io")
 	if err != nil {
-		t.Fatalf("no per-thread I/O accounting: %v", err)
+		t.Skipf("no per-thread I/O accounting here (/proc/thread-self/io): %v", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "syscr: "); ok {
