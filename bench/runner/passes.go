@@ -10,20 +10,20 @@ import (
 	"github.com/cometkit/cometkit/bench/load"
 )
 
-// Pairing by pass. Every server of a pass runs back to back, seconds
-// apart, while this machine's speed drifts over minutes (the raw long-poll
+// Pairing by pass. Every server of a pass runs back to back, under a
+// minute apart, while this machine's speed drifts over minutes (the raw long-poll
 // floor alone made 14,000 to 23,000 round trips/s within one hour). A
 // server whose median run fell in a fast minute can beat one whose median
 // fell in a slow one by a margin neither has. Within one pass the servers
 // share the machine's state, so cometkit is compared with its peers pass
 // by pass too:
 //
-//   - passes_paired: the passes in which cometkit and at least one peer
-//     on its transport both finished;
-//   - passes_led: those in which cometkit's headline figure beat every
-//     peer's of the same pass;
-//   - pass_ratio: the median, over the paired passes, of cometkit's
-//     figure divided by the pass's best peer's.
+//   - passes_paired: the passes in which at least one peer on cometkit's
+//     transport finished (a pass in which cometkit failed counts, as lost);
+//   - passes_led: those in which cometkit finished and its headline figure
+//     beat that of every peer that finished;
+//   - pass_ratio: the median, over the paired passes cometkit finished, of
+//     its figure divided by the pass's best peer's.
 
 // pairPasses adds the pass-by-pass figures to cometkit's result for each
 // transport of scenario sc. runs[i][p] is target i's run in pass p; out
@@ -35,16 +35,13 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 		return
 	}
 	for i, t := range targets {
-		if t.Impl != "cometkit" || len(out[i]) != 1 || !out[i][0].OK() {
+		if t.Impl != "cometkit" || len(out[i]) != 1 {
 			continue
 		}
 		var led, paired int
 		var ratios []float64
 		for p := range runs[i] {
-			v, ok := headline(runs[i][p], h.key)
-			if !ok {
-				continue
-			}
+			v, finished := headline(runs[i][p], h.key)
 			best := math.NaN()
 			for j, u := range targets {
 				if u.Transport != t.Transport || !slices.Contains(peers, u.Impl) || len(runs[j]) != len(runs[i]) {
@@ -59,6 +56,9 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 				continue
 			}
 			paired++
+			if !finished {
+				continue // lost
+			}
 			if (h.lowerBetter && v < best) || (!h.lowerBetter && v > best) {
 				led++
 			}
@@ -67,12 +67,27 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 		if paired == 0 {
 			continue
 		}
-		slices.SortFunc(ratios, cmp.Compare[float64])
+		if out[i][0].Figures == nil {
+			out[i][0].Figures = load.Figures{}
+		}
 		f := out[i][0].Figures
 		f["passes_paired"] = float64(paired)
 		f["passes_led"] = float64(led)
-		f["pass_ratio"] = ratios[len(ratios)/2]
+		if len(ratios) > 0 {
+			f["pass_ratio"] = middle(ratios)
+		}
 	}
+}
+
+// middle is the median of v (the mean of the two middle values of an
+// even count), v sorted in place.
+func middle(v []float64) float64 {
+	slices.SortFunc(v, cmp.Compare[float64])
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
 }
 
 // headline is a finished run's figure key.
@@ -93,12 +108,17 @@ func passesLine(rs []Result, figure string) string {
 		if r.Impl != "cometkit" || !ok {
 			continue
 		}
+		ratio := "—"
+		if v, ok := r.Figures["pass_ratio"]; ok {
+			ratio = ratioText(v, 1)
+		}
 		parts = append(parts, fmt.Sprintf("%s: led in %d of %d passes, median pass ratio %s",
-			r.Transport, int(r.Figures["passes_led"]), int(paired), ratioText(r.Figures["pass_ratio"], 1)))
+			r.Transport, int(r.Figures["passes_led"]), int(paired), ratio))
 	}
 	if len(parts) == 0 {
 		return ""
 	}
-	return "Pass by pass (the servers of one pass run back to back, on one state of the machine), cometkit's " + figure +
-		" against the best peer of the same pass: " + strings.Join(parts, "; ") + ".\n\n"
+	return "Pass by pass (the servers of one pass run back to back, under a minute apart, on one state of the machine), cometkit's " +
+		figure + " against the best peer that finished in the same pass (a pass cometkit failed counts as lost): " +
+		strings.Join(parts, "; ") + ".\n\n"
 }

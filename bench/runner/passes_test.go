@@ -74,12 +74,13 @@ func TestPairPasses(t *testing.T) {
 // pass, cometkit's three targets, first in the list, were always within
 // the first three places or the last two.)
 func TestPassOrderSpreads(t *testing.T) {
-	for _, n := range []int{4, 9, 11} {
+	for _, n := range []int{3, 4, 5, 9, 11} {
 		const passes = 3
 		first, last := make([]int, n), make([]int, n)
 		for i := range first {
 			first[i], last[i] = n, -1
 		}
+		starts := map[int]bool{}
 		for pass := 0; pass < passes; pass++ {
 			seen := map[int]bool{}
 			for k := 0; k < n; k++ {
@@ -90,11 +91,50 @@ func TestPassOrderSpreads(t *testing.T) {
 				seen[i] = true
 				first[i], last[i] = min(first[i], k), max(last[i], k)
 			}
+			starts[passOrder(0, pass, passes, n)] = true
+		}
+		if len(starts) != passes {
+			t.Errorf("%d targets: %d passes start with only %d different targets", n, passes, len(starts))
 		}
 		for i := range first {
 			if last[i]-first[i] < n/2 {
 				t.Errorf("%d targets: target %d runs only in places %d to %d", n, i, first[i], last[i])
 			}
 		}
+	}
+}
+
+// A pass in which cometkit failed while a peer finished is paired and lost,
+// even when the failure is the run reported; an even count of ratios has
+// the mean of its middle two as median.
+func TestPairPassesCountsFailures(t *testing.T) {
+	targets := []load.Target{{Impl: "cometkit", Transport: load.EventStream}, {Impl: "sockjs", Transport: load.EventStream}}
+	fo := func(v float64, failed bool) Result {
+		r := Result{Scenario: ScenarioFanOut, Figures: load.Figures{"messages_per_s": v}}
+		if failed {
+			r.Error = "boom"
+		}
+		return r
+	}
+	runs := [][]Result{
+		{fo(30, false), fo(0, true), fo(10, false)},
+		{fo(10, false), fo(10, false), fo(20, false)},
+	}
+	out := [][]Result{median(ScenarioFanOut, runs[0]), median(ScenarioFanOut, runs[1])}
+	if out[0][0].OK() {
+		t.Fatal("the failed run should be the one reported")
+	}
+	pairPasses(ScenarioFanOut, targets, runs, out)
+	f := out[0][0].Figures
+	if f["passes_paired"] != 3 || f["passes_led"] != 1 {
+		t.Fatalf("led %v of %v; want 1 of 3 (the failed pass lost)", f["passes_led"], f["passes_paired"])
+	}
+	if want := (3.0 + 0.5) / 2; f["pass_ratio"] != want {
+		t.Fatalf("median of ratios 3 and 0.5: %v, want %v", f["pass_ratio"], want)
+	}
+	got := Summary([]*Report{{Results: []Result{{Scenario: ScenarioFanOut, Impl: "cometkit", Transport: load.EventStream,
+		Figures: f, Error: "boom"}}}})
+	if !strings.Contains(got, "- fanout messages/s, eventstream: led in 1 of 3 passes") {
+		t.Errorf("a failed run's passes are left out of the summary:\n%s", got)
 	}
 }

@@ -56,8 +56,7 @@ type Sizes struct {
 	// idle) runs against each server: in passes, each pass starting every
 	// server afresh in turn, each pass starting a passes-th of the list
 	// further on (passOrder), so that no server always runs early (just
-	// after the scenario before, or while the load generator's heap grows)
-	// or always follows the same one. The run whose headline
+	// after the scenario before, or while the load generator's heap grows). The run whose headline
 	// figure is the median is reported, with the lowest and highest.
 	Passes int `json:"passes"`
 }
@@ -244,8 +243,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // nearest to the end of the scenario before, which on this machine can
 // still be settling, tens of thousands of closed connections later.)
 func passOrder(k, pass, passes, n int) int {
-	stride := max(1, (n+passes-1)/passes)
-	return (k + pass*stride) % n
+	return (k + pass*n/passes) % n
 }
 
 // Offers says whether scenario sc applies to t (broadcast: WebSocket;

@@ -94,7 +94,7 @@ func passesSummary(reps []*Report) string {
 			var led, paired float64
 			for _, rep := range reps {
 				for _, r := range rep.Results {
-					if r.Impl == "cometkit" && r.Scenario == sc && r.Transport == tr && r.OK() {
+					if r.Impl == "cometkit" && r.Scenario == sc && r.Transport == tr { // a failed run's passes count, lost
 						led += r.Figures["passes_led"]
 						paired += r.Figures["passes_paired"]
 					}
@@ -108,7 +108,8 @@ func passesSummary(reps []*Report) string {
 	if len(lines) == 0 {
 		return ""
 	}
-	return "\nPass by pass, over all the runs (cometkit's headline figure against the best peer of the same pass):\n\n" +
+	return "\nPass by pass, over all the runs (cometkit's headline figure against the best peer that finished in the same pass; " +
+		"a pass cometkit failed counts as lost):\n\n" +
 		strings.Join(lines, "\n") + "\n"
 }
 
