@@ -1,6 +1,8 @@
 package runner
 
 import (
+	"runtime"
+	"runtime/debug"
 	"testing"
 
 	"github.com/cometkit/cometkit/bench/load"
@@ -23,5 +25,34 @@ func TestMedianRun(t *testing.T) {
 	idle := []Result{{Scenario: ScenarioIdle, Step: "100"}, {Scenario: ScenarioIdle, Step: "max"}}
 	if got := median(ScenarioIdle, idle); len(got) != 2 {
 		t.Fatalf("idle is not repeated, its steps stay: %+v", got)
+	}
+}
+
+// A measurement holds the load generator's collector off, after one
+// collection, and gives it back as it was.
+func TestHoldCollections(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(150))
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(1 << 40))
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	restore := holdCollections()
+	var held runtime.MemStats
+	runtime.ReadMemStats(&held)
+	if held.NumGC == before.NumGC {
+		t.Error("no collection before the measurement")
+	}
+	if p := debug.SetGCPercent(-1); p != -1 {
+		t.Errorf("GC percent %d during the measurement, want -1 (off)", p)
+	}
+	if l := debug.SetMemoryLimit(-1); l != loadHeapLimit {
+		t.Errorf("memory limit %d during the measurement, want %d", l, loadHeapLimit)
+	}
+	restore()
+	if p := debug.SetGCPercent(-1); p != 150 {
+		t.Errorf("GC percent %d after, want 150 back", p)
+	}
+	debug.SetGCPercent(150)
+	if l := debug.SetMemoryLimit(-1); l != 1<<40 {
+		t.Errorf("memory limit %d after, want %d back", l, 1<<40)
 	}
 }
