@@ -34,6 +34,7 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 	if !repeated {
 		return
 	}
+	rt := ratio{h.key, h.name, h.lowerBetter}
 	for i, t := range targets {
 		if t.Impl != "cometkit" || len(out[i]) != 1 {
 			continue
@@ -41,25 +42,22 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 		var led, paired int
 		var ratios []float64
 		for p := range runs[i] {
-			v, finished := headline(runs[i][p], h.key)
-			best := math.NaN()
-			for j, u := range targets {
-				if u.Transport != t.Transport || !slices.Contains(peers, u.Impl) || len(runs[j]) != len(runs[i]) {
-					continue
-				}
-				w, ok := headline(runs[j][p], h.key)
-				if ok && (math.IsNaN(best) || (h.lowerBetter && w < best) || (!h.lowerBetter && w > best)) {
-					best = w
+			var pass []Result // every target's run of pass p
+			for j := range targets {
+				if len(runs[j]) == len(runs[i]) {
+					pass = append(pass, runs[j][p])
 				}
 			}
+			best, _, _ := reference(pass, runs[i][p], rt)
 			if math.IsNaN(best) || best == 0 {
 				continue
 			}
 			paired++
-			if !finished {
+			v, finished := runs[i][p].Figures[h.key]
+			if !finished || !runs[i][p].OK() {
 				continue // lost
 			}
-			if (h.lowerBetter && v < best) || (!h.lowerBetter && v > best) {
+			if rt.better(v, best) {
 				led++
 			}
 			ratios = append(ratios, v/best)
@@ -88,15 +86,6 @@ func middle(v []float64) float64 {
 		return v[n/2]
 	}
 	return (v[n/2-1] + v[n/2]) / 2
-}
-
-// headline is a finished run's figure key.
-func headline(r Result, key string) (float64, bool) {
-	if !r.OK() {
-		return 0, false
-	}
-	v, ok := r.Figures[key]
-	return v, ok
 }
 
 // passesLine says, below a repeated scenario's table, how cometkit fared

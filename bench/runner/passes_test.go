@@ -7,6 +7,23 @@ import (
 	"github.com/cometkit/cometkit/bench/load"
 )
 
+// passRuns makes runs[i][p] of scenario sc, target i's run in pass p, from
+// its headline figures: figures[i][p], where a negative one is a failed run.
+func passRuns(sc string, targets []load.Target, figures [][]float64) [][]Result {
+	key := headlines[sc].key
+	runs := make([][]Result, len(targets))
+	for i, t := range targets {
+		for _, v := range figures[i] {
+			r := Result{Scenario: sc, Impl: t.Impl, Transport: t.Transport, Figures: load.Figures{key: v}}
+			if v < 0 {
+				r.Error = "boom"
+			}
+			runs[i] = append(runs[i], r)
+		}
+	}
+	return runs
+}
+
 // cometkit is compared with the best peer of each pass, on its own
 // transport: the raw floor is no peer, a failed peer run is no reference,
 // and a pass with no peer left is not paired.
@@ -16,28 +33,21 @@ func TestPairPasses(t *testing.T) {
 		{Impl: "socketio", Transport: load.LongPoll}, {Impl: "raw", Transport: load.LongPoll},
 		{Impl: "cometkit", Transport: load.WebSocket}, {Impl: "centrifuge", Transport: load.WebSocket},
 	}
-	rt := func(v float64, failed bool) Result {
-		r := Result{Scenario: ScenarioRoundTrip, Figures: load.Figures{"round_trips_per_s": v}}
-		if failed {
-			r.Error = "boom"
-		}
-		return r
-	}
-	runs := [][]Result{
-		{rt(100, false), rt(90, false), rt(80, false), rt(50, false)},    // cometkit long-poll
-		{rt(90, false), rt(95, false), rt(10, false), rt(70, true)},      // sockjs: pass 4 failed
-		{rt(80, false), rt(500, true), rt(85, false), rt(60, true)},      // socketio: passes 2 and 4 failed
-		{rt(999, false), rt(999, false), rt(999, false), rt(999, false)}, // raw
-		{rt(10, false), rt(10, false), rt(10, false), rt(10, false)},     // cometkit websocket
-		{rt(5, false), rt(5, false), rt(5, false), rt(5, false)},         // centrifuge
-	}
+	runs := passRuns(ScenarioRoundTrip, targets, [][]float64{
+		{100, 90, 80, 50},    // cometkit long-poll
+		{90, 95, 10, -1},     // sockjs: pass 4 failed
+		{80, -1, 85, -1},     // socketio: passes 2 and 4 failed
+		{999, 999, 999, 999}, // raw
+		{10, 10, 10, 10},     // cometkit websocket
+		{5, 5, 5, 5},         // centrifuge
+	})
 	out := make([][]Result, len(targets))
 	for i := range targets {
 		out[i] = median(ScenarioRoundTrip, runs[i])
 	}
 	pairPasses(ScenarioRoundTrip, targets, runs, out)
 	f := out[0][0].Figures
-	// Passes: 100 vs 90 (led), 90 vs 95 (not: socketio's 500 failed), 80
+	// Passes: 100 vs 90 (led), 90 vs 95 (not: socketio's failed), 80
 	// vs 85 (not), no peer finished (unpaired).
 	if f["passes_paired"] != 3 || f["passes_led"] != 1 {
 		t.Fatalf("long-poll: led %v of %v paired passes; want 1 of 3", f["passes_led"], f["passes_paired"])
@@ -53,8 +63,6 @@ func TestPairPasses(t *testing.T) {
 	}
 
 	rep := &Report{Results: []Result{out[0][0], out[4][0]}}
-	rep.Results[0].Impl, rep.Results[0].Transport = "cometkit", load.LongPoll
-	rep.Results[1].Impl, rep.Results[1].Transport = "cometkit", load.WebSocket
 	got := Summary([]*Report{rep, rep})
 	for _, want := range []string{
 		"- roundtrip round trips/s, websocket: led in 8 of 8 passes",
@@ -109,17 +117,7 @@ func TestPassOrderSpreads(t *testing.T) {
 // the mean of its middle two as median.
 func TestPairPassesCountsFailures(t *testing.T) {
 	targets := []load.Target{{Impl: "cometkit", Transport: load.EventStream}, {Impl: "sockjs", Transport: load.EventStream}}
-	fo := func(v float64, failed bool) Result {
-		r := Result{Scenario: ScenarioFanOut, Figures: load.Figures{"messages_per_s": v}}
-		if failed {
-			r.Error = "boom"
-		}
-		return r
-	}
-	runs := [][]Result{
-		{fo(30, false), fo(0, true), fo(10, false)},
-		{fo(10, false), fo(10, false), fo(20, false)},
-	}
+	runs := passRuns(ScenarioFanOut, targets, [][]float64{{30, -1, 10}, {10, 10, 20}})
 	out := [][]Result{median(ScenarioFanOut, runs[0]), median(ScenarioFanOut, runs[1])}
 	if out[0][0].OK() {
 		t.Fatal("the failed run should be the one reported")
@@ -132,8 +130,7 @@ func TestPairPassesCountsFailures(t *testing.T) {
 	if want := (3.0 + 0.5) / 2; f["pass_ratio"] != want {
 		t.Fatalf("median of ratios 3 and 0.5: %v, want %v", f["pass_ratio"], want)
 	}
-	got := Summary([]*Report{{Results: []Result{{Scenario: ScenarioFanOut, Impl: "cometkit", Transport: load.EventStream,
-		Figures: f, Error: "boom"}}}})
+	got := Summary([]*Report{{Results: out[0]}})
 	if !strings.Contains(got, "- fanout messages/s, eventstream: led in 1 of 3 passes") {
 		t.Errorf("a failed run's passes are left out of the summary:\n%s", got)
 	}

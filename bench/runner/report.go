@@ -31,6 +31,14 @@ type ratio struct {
 	lowerBetter bool
 }
 
+// better says whether figure a beats figure b.
+func (rt ratio) better(a, b float64) bool {
+	if rt.lowerBetter {
+		return a < b
+	}
+	return a > b
+}
+
 // tableSpec is how one scenario (and step) is shown.
 type tableSpec struct {
 	scenario string
@@ -178,7 +186,7 @@ func reference(all []Result, row Result, rt ratio) (best float64, bestImpl strin
 		if r.Impl == "raw" {
 			raw = v
 		}
-		if slices.Contains(peers, r.Impl) && (math.IsNaN(best) || (rt.lowerBetter && v < best) || (!rt.lowerBetter && v > best)) {
+		if slices.Contains(peers, r.Impl) && (math.IsNaN(best) || rt.better(v, best)) {
 			best, bestImpl = v, r.Impl
 		}
 	}

@@ -269,7 +269,7 @@ const loadHeapLimit = 4 << 30
 // holdCollections collects the load generator's garbage now and holds its
 // collector off until the returned func is called (unless the heap
 // reaches loadHeapLimit). On its one core, a collection's mark phase took
-// 16-37 ms of wall clock at GOGC=400 and came inside a third of the echo
+// 12-37 ms of wall clock at GOGC=400 and came inside a third of the echo
 // runs, whichever server's turn it was: the echoes it held up set that
 // run's p99 (GODEBUG=gctrace=1 beside the progress lines). The figures are
 // the servers', not the instrument's.
