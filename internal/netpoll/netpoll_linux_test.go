@@ -73,6 +73,19 @@ func wait(t *testing.T, ch <-chan int, what string) int {
 	}
 }
 
+// waitReport is the next Report from ch (what names the event awaited),
+// or a failed test after bound.
+func waitReport(t *testing.T, ch <-chan Report, what string) Report {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(bound):
+		t.Fatalf("%s was not reported", what)
+		return Report{}
+	}
+}
+
 // pollers counts the goroutines dispatching readiness.
 func pollers() int {
 	buf := make([]byte, 1<<20)
@@ -312,7 +325,7 @@ func TestReportDrained(t *testing.T) {
 	if _, err := cli[0].Write([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	r := <-reports
+	r := waitReport(t, reports, "the first bytes")
 	if !r.Drained() {
 		t.Fatal("a report of bytes alone is not drained by a short read")
 	}
@@ -327,11 +340,7 @@ func TestReportDrained(t *testing.T) {
 		runtime.Gosched()
 	}
 	release()
-	select {
-	case r = <-reports:
-	case <-time.After(bound):
-		t.Fatal("the FIN was not reported")
-	}
+	r = waitReport(t, reports, "the FIN")
 	if r.Drained() {
 		t.Fatal("a report after the peer's FIN says a short read drains the socket")
 	}
@@ -349,11 +358,7 @@ func TestReportDrained(t *testing.T) {
 	}); err != nil || sendErr != nil {
 		t.Fatalf("sending urgent data: %v %v", err, sendErr)
 	}
-	select {
-	case r = <-urgent:
-	case <-time.After(bound):
-		t.Fatal("urgent data was not reported")
-	}
+	r = waitReport(t, urgent, "urgent data")
 	if r.Drained() {
 		t.Fatal("a report of urgent data says a short read drains the socket")
 	}
@@ -379,11 +384,7 @@ func TestReportDrained(t *testing.T) {
 	if _, err := unixCli.Write([]byte("u")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case r = <-onUnix:
-	case <-time.After(bound):
-		t.Fatal("a Unix socket's bytes were not reported")
-	}
+	r = waitReport(t, onUnix, "a Unix socket's bytes")
 	if r.Drained() {
 		t.Fatal("a report on a Unix socket says a short read drains it")
 	}
@@ -397,11 +398,7 @@ func TestReportDrained(t *testing.T) {
 	if _, err := cli[1].Write([]byte("b")); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case r = <-once:
-	case <-time.After(bound):
-		t.Fatal("no one-shot report")
-	}
+	r = waitReport(t, once, "a one-shot registration's bytes")
 	if r.Drained() {
 		t.Fatal("a one-shot report says a short read drains the socket")
 	}
