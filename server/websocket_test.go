@@ -155,6 +155,31 @@ func TestWebSocketSessionEchoResumeAcrossTransports(t *testing.T) {
 	}
 }
 
+// The acknowledgement of a message the application answers at once goes
+// with the answer, after it: one write and one frame for the client to
+// read, not an acknowledgement written alone ahead of it. One the
+// application does not answer still comes, alone.
+func TestWebSocketAckRidesWithTheAnswer(t *testing.T) {
+	ts := newTestServer(t, echo, Options{})
+	c := ts.negotiate(t)
+	conn := dialWS(t, sessionWS(c, 0), nil)
+	if f := conn.frame(); f.Kind != wire.KindHeartbeat {
+		t.Fatalf("first frame %+v", f)
+	}
+	const rounds = 50
+	for seq := uint64(1); seq <= rounds; seq++ {
+		data := fmt.Sprint("echo ", seq)
+		conn.sendFrame(wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: data})
+		if f := conn.frame(); f.Kind != wire.KindMessage || f.Seq != seq || f.Data != data {
+			t.Fatalf("round %d: first frame %+v, want the echo (an acknowledgement ahead of it was written alone)", seq, f)
+		}
+		if f := conn.frame(); f.Kind != wire.KindAck || f.Seq != seq {
+			t.Fatalf("round %d: after the echo %+v, want a%d", seq, f, seq)
+		}
+		conn.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: seq})
+	}
+}
+
 func TestWebSocketRawEcho(t *testing.T) {
 	rc := newRecorder()
 	ts := newTestServer(t, HandlerFunc(func(s *session.Session) {

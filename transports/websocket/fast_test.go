@@ -99,7 +99,7 @@ func TestFastFramesWithSession(t *testing.T) {
 	cfg := session.Config{MaxInbound: 2}.Defaults()
 	s := session.New(session.NewID(), session.Info{}, &cfg, nil)
 	defer s.Terminate(session.CodeGoingAway, "test over")
-	l := &link{ep: s}
+	l := &link{t: New(Options{}), ep: s}
 	l.runner.F = func() {} // the pump: nothing to write here
 	m1, m2, m3 := masked(text("m1:a")), masked(text("m2:b")), masked(text("m3:c"))
 	a0 := masked(text("h"))

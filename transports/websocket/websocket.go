@@ -84,6 +84,7 @@ type Transport struct {
 	opts  Options
 	pool  wakeup.Pool // runs the writers of RFC 6455 links
 	watch watchdog    // the read timeout of parked links
+	acks  ackBatch    // acknowledgements waiting for a frame to go with
 }
 
 // New returns a Transport with opts' zero fields defaulted.
@@ -111,6 +112,7 @@ func New(opts Options) *Transport {
 	// cores busy; more only help runs that wait on the session's log.
 	t := &Transport{opts: opts, pool: wakeup.Pool{Max: max(4, 2*runtime.GOMAXPROCS(0))}}
 	t.watch.sweep = t.sweepWatched
+	t.acks.flush = t.flushAcks
 	return t
 }
 
@@ -335,10 +337,11 @@ type link struct {
 	// (.../negotiate/websocket), then nil.
 	opening *string
 
-	runner wakeup.Runner
-	kick   atomic.Pointer[session.CloseError]
-	ackDue atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
-	ackIn  atomic.Uint64 // highest acknowledgement fastRead took, for pump to apply
+	runner  wakeup.Runner
+	kick    atomic.Pointer[session.CloseError]
+	ackDue  atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
+	ackSent atomic.Uint64 // highest acknowledged to the peer (written under mu)
+	ackIn   atomic.Uint64 // highest acknowledgement fastRead took, for pump to apply
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
@@ -347,15 +350,15 @@ type link struct {
 	wnext     *link
 	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
 	closed    atomic.Bool  // ended; for the reader and the watchdog
+	ackQueued atomic.Bool  // in Transport.acks
 
-	mu         sync.Mutex // (fields in an order that packs them into 200 bytes)
+	mu         sync.Mutex // (fields in an order that packs them into 208 bytes)
 	raw        bool       // the raw endpoint: ep is a *session.Session
 	watched    bool       // in Transport.watch's list
 	opened     bool
 	ended      bool
 	busy       bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
 	cursor     uint64 // last message sequence number written
-	ackSent    uint64
 	ackApplied uint64 // highest of ackIn given to the session
 	inSeq      uint64 // raw endpoint: our numbering of the peer's messages
 	pinged     int64  // Unix ns of the last ping sent
@@ -648,11 +651,78 @@ func (l *link) receiveNow(b []byte) bool {
 	if !taken || err != nil {
 		return false
 	}
-	if acked > l.ackDue.Load() {
-		l.ackDue.Store(acked)
-		l.runner.Wake()
-	}
+	l.acknowledge(acked)
 	return true
+}
+
+// ackDelay is how long the acknowledgement of a client's messages waits
+// for a frame to go with. An application that answers a message (most
+// answer within microseconds) carries it in the answer's write: one write
+// and one frame for the peer to read, where the acknowledgement alone
+// went first, in a write and a wake-up of its own (TCP's delayed ACK, one
+// layer up). A client keeps what is not yet acknowledged a little longer,
+// and resends it, de-duplicated, if the connection drops meanwhile.
+const ackDelay = 10 * time.Millisecond
+
+// acknowledge notes that the session accepted the client's messages up to
+// acked: the next write carries an a frame, and if none comes within
+// ackDelay, the batch's timer wakes the writer for it. (Only the link's
+// reader calls it.)
+func (l *link) acknowledge(acked uint64) {
+	if acked <= l.ackDue.Load() {
+		return
+	}
+	l.ackDue.Store(acked)
+	if l.ackQueued.CompareAndSwap(false, true) {
+		l.t.acks.add(l)
+	}
+}
+
+// ackBatch holds the links whose acknowledgements wait: one timer for all
+// of them, armed while any waits, spares each a timer of its own (as the
+// watchdog does for read timeouts).
+type ackBatch struct {
+	mu    sync.Mutex
+	links []*link
+	spare []*link // the slice the last flush went through, for reuse
+	timer *time.Timer
+	flush func()
+}
+
+func (b *ackBatch) add(l *link) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.links = append(b.links, l)
+	if len(b.links) > 1 {
+		return // the timer is armed
+	}
+	if b.timer == nil {
+		b.timer = time.AfterFunc(ackDelay, b.flush)
+	} else {
+		b.timer.Reset(ackDelay)
+	}
+}
+
+// flushAcks wakes the writers of the waiting links whose acknowledgement
+// no write has carried yet.
+func (t *Transport) flushAcks() {
+	b := &t.acks
+	b.mu.Lock()
+	links := b.links
+	b.links, b.spare = b.spare[:0], nil
+	b.mu.Unlock()
+	for i, l := range links {
+		links[i] = nil
+		l.ackQueued.Store(false) // before the look: a later message queues the link again
+		if l.ackDue.Load() > l.ackSent.Load() {
+			l.runner.Wake()
+		}
+	}
+	b.mu.Lock()
+	if b.spare == nil && cap(links) <= 4096 {
+		b.spare = links[:0]
+	}
+	b.mu.Unlock()
 }
 
 // parseAckOrHeartbeat reads "a<seq>" (seq as wire.ParseFrame takes it) or
@@ -1021,9 +1091,13 @@ func (l *link) pumpOnce() bool {
 		l.cursor = m.Seq
 	}
 	if !l.raw {
-		if a := l.ackDue.Load(); a > l.ackSent {
+		// An acknowledgement waiting in the batch goes with other frames
+		// only: a wake-up for something else (the peer's own
+		// acknowledgement, say) must not send it alone just ahead of the
+		// application's answer. The batch's flush sends it alone.
+		if a := l.ackDue.Load(); a > l.ackSent.Load() && (len(buf) > 0 || b.Heartbeat || first || !l.ackQueued.Load()) {
 			buf = l.frame(buf, wire.Frame{Kind: wire.KindAck, Seq: a})
-			l.ackSent = a
+			l.ackSent.Store(a)
 		}
 		if b.Heartbeat || (first && len(buf) == 0) {
 			// First thing too: a proxy that opens the socket but passes
@@ -1230,10 +1304,7 @@ func (l *link) take(msg string) (session.Code, string) {
 				return session.CodeInternalError, "internal error"
 			}
 		}
-		if acked > l.ackDue.Load() {
-			l.ackDue.Store(acked)
-			l.runner.Wake()
-		}
+		l.acknowledge(acked)
 	case wire.KindAck:
 		if err := l.ep.Ack(ctx, f.Seq); err != nil {
 			return session.CodeProtocolError, "acknowledgement ahead of messages sent"
