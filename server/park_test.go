@@ -190,6 +190,89 @@ func TestParkedPollHoldsNoGoroutine(t *testing.T) {
 	}
 }
 
+// A busy session's poll is held for twice what its last poll waited for a
+// message (within ParkAfter and MaxHold) before it is parked; a poll that
+// waited MaxHold or more, or had only a heartbeat to say, leaves the next
+// one to park at ParkAfter.
+func TestBusySessionsPollIsHeldLonger(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{}) // the default ParkAfter and MaxHold, on the fake clock
+	c, s := openSession(t, ts, rc)
+	conn := dialRaw(t, ts)
+	sent := 0
+	// poll holds a poll until its park timer (of hold) is armed, advances
+	// the clock by wait, and answers it with a message. It reports whether
+	// the poll was parked meanwhile.
+	poll := func(hold, wait time.Duration) bool {
+		t.Helper()
+		st0, _ := ts.longpoll.ParkStats()
+		conn.request(t, http.MethodGet, pollURL(c, nil))
+		if !ts.clock.WaitPending(hold, 1, testCtx(t).Done()) {
+			t.Fatalf("poll %d: no park timer of %s", sent+1, hold)
+		}
+		ts.clock.Advance(wait)
+		if wait >= hold {
+			waitParks(t, ts, st0.Parks+1)
+		}
+		sent++
+		msg := fmt.Sprint("message ", sent)
+		if err := s.Send(testCtx(t), msg); err != nil {
+			t.Fatal(err)
+		}
+		resp, body := conn.response(t)
+		want := string(wire.AppendBatchFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: uint64(sent), Data: msg}))
+		if resp.StatusCode != http.StatusOK || body != want {
+			t.Fatalf("poll %d answered %d %q, want %q", sent, resp.StatusCode, body, want)
+		}
+		c.Take(testclient.Event{Frame: wire.Frame{Kind: wire.KindMessage, Seq: uint64(sent)}})
+		st1, _ := ts.longpoll.ParkStats()
+		return st1.Parks > st0.Parks
+	}
+	const parkAfter, maxHold = longpoll.DefaultParkAfter, longpoll.DefaultMaxHold
+	// The first poll knows nothing of the pace: ParkAfter. It waits 40 ms.
+	if poll(parkAfter, 40*time.Millisecond) {
+		t.Fatal("poll 1 parked before ParkAfter")
+	}
+	// The next is held 80 ms, and answered after 79: still held.
+	if poll(80*time.Millisecond, 79*time.Millisecond) {
+		t.Fatal("poll 2 parked within twice the last wait")
+	}
+	// 2 x 79 ms is 158 ms: held that long, then parked, answered at 200.
+	if !poll(158*time.Millisecond, 200*time.Millisecond) {
+		t.Fatal("poll 3 was not parked at twice the last wait")
+	}
+	// 2 x 200 ms is over MaxHold: held MaxHold; it waits MaxHold itself.
+	if !poll(maxHold, maxHold) {
+		t.Fatal("poll 4 was not parked at MaxHold")
+	}
+	// A wait of MaxHold says the session is not busy: ParkAfter again. It
+	// waits a second.
+	if !poll(parkAfter, time.Second) {
+		t.Fatal("poll 5 was not parked at ParkAfter")
+	}
+	// And so does a wait of a second. After a wait of 10 ms, ParkAfter
+	// still bounds the hold from below.
+	if poll(parkAfter, 10*time.Millisecond) {
+		t.Fatal("poll 6 parked before ParkAfter")
+	}
+	if !poll(parkAfter, 100*time.Millisecond) {
+		t.Fatal("poll 7 was not parked at ParkAfter")
+	}
+	// A poll answered by the heartbeat (held 200 ms, then parked): ParkAfter
+	// again after it.
+	conn.request(t, http.MethodGet, pollURL(c, nil))
+	if !ts.clock.WaitPending(200*time.Millisecond, 1, testCtx(t).Done()) {
+		t.Fatal("poll 8: no park timer of 200 ms")
+	}
+	ts.clock.Advance(ts.cfg.HeartbeatInterval)
+	if resp, body := conn.response(t); resp.StatusCode != http.StatusOK || body != string(wire.AppendBatchFrame(nil, wire.Frame{Kind: wire.KindHeartbeat})) {
+		t.Fatalf("poll 7 answered %d %q, want a heartbeat", resp.StatusCode, body)
+	}
+	if !poll(parkAfter, parkAfter) {
+		t.Fatal("the poll after a heartbeat was not parked at ParkAfter")
+	}
+}
+
 // A parked poll's answer carries the headers a held poll's answer carries
 // (Date aside), for a same-origin and a cross-origin poll, plain and JSONP.
 func TestParkedAnswerHasTheHeldAnswersHeaders(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/textproto"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -246,11 +247,12 @@ type Session struct {
 	mu            sync.Mutex
 	state         State
 	heartbeatDue  bool
-	closeSent     bool      // the close frame was handed to a transport
-	receiving     bool      // a Receive has its turn: de-duplication must hold across its waits
-	cancelled     bool      // the Context is; under ctxMu
-	timerKind     timerKind // what the timer is armed for; timerNone once fired or stopped
-	waiting       uint8     // what waiters on changed wait for (waitRoom, waitInbox, waitTurn)
+	closeSent     bool          // the close frame was handed to a transport
+	receiving     bool          // a Receive has its turn: de-duplication must hold across its waits
+	cancelled     bool          // the Context is; under ctxMu
+	timerKind     timerKind     // what the timer is armed for; timerNone once fired or stopped
+	waiting       uint8         // what waiters on changed wait for (waitRoom, waitInbox, waitTurn)
+	pace          atomic.Uint32 // a transport's note on the client's pace (Pace); in padding the struct had
 	log           Log
 	transport     Transport // attached now, or nil
 	transportName string    // the one attached now or last
@@ -905,6 +907,16 @@ func (s *Session) endTurn() {
 	s.broadcastLocked(waitTurn)
 	s.mu.Unlock()
 }
+
+// Pace is the note a transport last left with SetPace (0: none). It lets
+// one connection of the session act on what an earlier one saw of the
+// client: the long-poll transport notes how long a poll waited for its
+// messages, and holds the next poll of a busy session instead of parking
+// it. The session itself makes nothing of it.
+func (s *Session) Pace() uint32 { return s.pace.Load() }
+
+// SetPace leaves a note for the session's next connections (see Pace).
+func (s *Session) SetPace(v uint32) { s.pace.Store(v) }
 
 // Received is the highest inbound sequence number accepted.
 func (s *Session) Received() uint64 {

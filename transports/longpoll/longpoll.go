@@ -25,6 +25,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net/http"
 	"net/url"
@@ -60,6 +61,15 @@ type Options struct {
 	// and buffers when the connection is handed back), so a poll that a busy
 	// session answers within ParkAfter is not parked.
 	ParkAfter time.Duration
+	// MaxHold bounds how long the poll of a busy session is held before it
+	// is parked (default DefaultMaxHold). A session whose last poll waited
+	// w for its messages, w under MaxHold, has its next poll held for 2w,
+	// within ParkAfter and MaxHold: its next message, due about w after
+	// the poll, most likely finds the poll still held, where parking it
+	// cost the hijack, a new connection and its buffers at every message.
+	// At ParkAfter or less (or with a negative ParkAfter) every poll parks
+	// at ParkAfter.
+	MaxHold time.Duration
 	// NoHijack never parks a poll: every held poll keeps its net/http
 	// goroutine and buffers until answered.
 	NoHijack bool
@@ -88,6 +98,11 @@ type Options struct {
 // away) finds its poll still held; short enough that an idle session sheds
 // net/http's share at once.
 const DefaultParkAfter = 50 * time.Millisecond
+
+// DefaultMaxHold is MaxHold's default: a session sent a message every
+// quarter second or more often keeps its poll off the parking path; a held
+// poll's extra ~18 KB is then held by sessions that use it.
+const DefaultMaxHold = 250 * time.Millisecond
 
 // Transport serves the poll and send requests of sessions.
 type Transport struct {
@@ -121,6 +136,9 @@ func New(opts Options) *Transport {
 	}
 	if opts.ParkAfter == 0 {
 		opts.ParkAfter = DefaultParkAfter
+	}
+	if opts.MaxHold == 0 {
+		opts.MaxHold = DefaultMaxHold
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
@@ -183,6 +201,7 @@ type poller struct {
 	lp    *Transport
 	ep    session.Endpoint
 	ack   uint64
+	since int64        // when the poll came (Clock, Unix ns)
 	woken atomic.Bool  // a Wake, a Kick or the park timer since the last look
 	note  atomic.Value // chan struct{} of capacity 1, signalled with woken
 	kick  atomic.Pointer[session.CloseError]
@@ -245,7 +264,7 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 		lp.refuse(w, r, http.StatusBadRequest, "bad_ack", err.Error())
 		return
 	}
-	p := &poller{lp: lp, ep: ep, ack: ack}
+	p := &poller{lp: lp, ep: ep, ack: ack, since: lp.opts.Clock.Now().UnixNano()}
 	if err := ep.Attach(p); err != nil {
 		var ce *session.CloseError
 		if !errors.As(err, &ce) {
@@ -263,22 +282,26 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 	}()
 	var buf []session.Message
 	var note chan struct{}
-	for {
+	hold := lp.holdFor(ep)
+	for looked := false; ; looked = true {
 		p.woken.Store(false)
 		a, ready := p.next(ctx, buf[:0])
 		if ready {
+			if looked {
+				p.notePace(a)
+			}
 			lp.answer(w, r, callback, a)
 			return
 		}
 		buf = a.msgs
-		if mayPark && (lp.opts.ParkAfter < 0 || p.parkDue.Load()) {
+		if mayPark && (hold < 0 || p.parkDue.Load()) {
 			if lp.park(w, r, p, callback) {
 				return
 			}
 			mayPark = false // not hijackable: hold it here
 		}
 		if mayPark && parkTimer == nil {
-			parkTimer = lp.opts.Clock.AfterFunc(lp.opts.ParkAfter, p.parkTimerFired)
+			parkTimer = lp.opts.Clock.AfterFunc(hold, p.parkTimerFired)
 		}
 		if note == nil {
 			note = make(chan struct{}, 1)
@@ -294,6 +317,60 @@ func (lp *Transport) ServePoll(w http.ResponseWriter, r *http.Request, ep sessio
 			return
 		}
 	}
+}
+
+// pacedEndpoint keeps a transport's note on its client's pace between
+// connections (*session.Session does).
+type pacedEndpoint interface {
+	Pace() uint32
+	SetPace(uint32)
+}
+
+// Pace notes: the milliseconds a poll waited for its messages, plus one;
+// paceIdle for a poll that had only a heartbeat to say.
+const paceIdle = math.MaxUint32
+
+// holdFor is how long ep's poll is held before it is parked (negative: not
+// at all): ParkAfter, or for a busy session twice what its last poll waited,
+// up to MaxHold (Options.MaxHold).
+func (lp *Transport) holdFor(ep session.Endpoint) time.Duration {
+	d := lp.opts.ParkAfter
+	pe, ok := ep.(pacedEndpoint)
+	if d < 0 || lp.opts.MaxHold <= d || !ok {
+		return d
+	}
+	v := pe.Pace()
+	if v == 0 || v == paceIdle {
+		return d
+	}
+	waited := time.Duration(v-1) * time.Millisecond
+	if waited >= lp.opts.MaxHold {
+		return d
+	}
+	return min(max(2*waited, d), lp.opts.MaxHold)
+}
+
+// notePace leaves, for the session's next poll, how long this one waited
+// before the answer o: called only for a poll that waited (an answer at
+// the first look, from messages already queued, says nothing of the pace).
+// An answer that ends the poll for another reason (a newer poll, the
+// close) leaves the note as it was.
+func (p *poller) notePace(o outcome) {
+	pe, ok := p.ep.(pacedEndpoint)
+	if !ok || o.fail {
+		return
+	}
+	var v uint32
+	switch {
+	case len(o.msgs) > 0:
+		waited := time.Duration(p.lp.opts.Clock.Now().UnixNano() - p.since)
+		v = uint32(min(max(waited/time.Millisecond, 0), paceIdle-2)) + 1
+	case len(o.extra) == 1 && o.extra[0].Kind == wire.KindHeartbeat:
+		v = paceIdle
+	default:
+		return
+	}
+	pe.SetPace(v)
 }
 
 // outcome is what a poll answers.

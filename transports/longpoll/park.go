@@ -248,6 +248,9 @@ func (pk *parked) pump() {
 		pk.respond(http.StatusInternalServerError, httpx.TypeJSON, body)
 		return
 	}
+	if ready {
+		pk.p.notePace(o)
+	}
 	body, contentType := appendAnswer(nil, pk.callback, o.msgs, o.extra)
 	pk.respond(http.StatusOK, contentType, body)
 }
