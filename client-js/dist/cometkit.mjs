@@ -427,7 +427,7 @@ var CometKit = (function (env) {
       }
     } else if (k === "a") {
       while (this.out.length && this.out[0].s <= n) { this.out.shift(); }
-      this.flush();
+      this.flush(1);
     } else if (k === "x") {
       this.connect(); // a newer connection or a recycled stream: reconnect at once
     } else if (k === "c") {
@@ -446,8 +446,13 @@ var CometKit = (function (env) {
   };
 
   // flush sends what is due: our unacknowledged messages and our ack.
-  P.flush = function () {
+  // more: only if there is more than the ack to send. An ack alone waits
+  // for its count or timer: the answer to our message (an a frame) often
+  // comes with a message of the server's, and acknowledging that at once
+  // cost a frame or a POST per message.
+  P.flush = function (more) {
     var c = this.conn, i, frames = [], ack = this.rcv > this.ackd && !(c && c.lp);
+    if (more && !this.closeFrame && (c && c.ws ? this.seq <= this.wsSent : !this.out.length)) { return; }
     env.clearTimeout(this.ackTimer);
     this.ackTimer = null;
     if (!c || !this.opened || this.readyState > 2) { return; }
@@ -489,7 +494,7 @@ var CometKit = (function (env) {
         try { self.frames(parseBatch(text)); } catch (x) {}
         if (closing) { self.finish(self.closeCode, self.closeReason, true); return; }
         self.sendTries = 0;
-        self.flush();
+        self.flush(1);
       } else if (st === -1 && !jsonp) {
         self.mode = "jsonp";
         self.flush();

@@ -76,6 +76,51 @@ test("acknowledges received messages by count and by time", () => {
   }
 });
 
+test("the answer to a message does not make the client acknowledge at once: the ack waits for its count or timer", () => {
+  const random = Math.random;
+  Math.random = () => 0; // the ack timer: 500 ms
+  try {
+    // WebSocket: the server's echo and its a frame come together.
+    let b = fakeBrowser();
+    let c = new CometKit("/rt");
+    b.negotiate();
+    const ws = b.lastSocket();
+    ws.onmessage({ data: "h" });
+    c.send("q");
+    assert.deepStrictEqual(ws.sent, ["m1:q"]);
+    ws.onmessage({ data: "m1:q" });
+    ws.onmessage({ data: "a1" });
+    assert.deepStrictEqual(ws.sent, ["m1:q"], "no ack frame of its own for the echo");
+    assert.strictEqual(c.out.length, 0);
+    c.send("r"); // a message goes with the ack due
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a1"]);
+    ws.onmessage({ data: "m2:r" });
+    ws.onmessage({ data: "a2" });
+    b.tick(499);
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a1"]);
+    b.tick(1);
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a1", "a2"], "the timer acknowledges");
+
+    // Event stream: the echo comes on the stream, the a frame in the send's answer.
+    b = fakeBrowser({ noWebSocket: true });
+    c = new CometKit("/rt");
+    b.negotiate();
+    const es = b.lastStream();
+    c.send("q");
+    const sends = () => b.pending((x) => /\/send/.test(x.url));
+    const send = sends()[0];
+    assert.strictEqual(send.body, "4:m1:q\n2:a0\n");
+    es.onmessage({ data: JSON.stringify("m1:q") });
+    send.respond(200, "2:a1\n");
+    assert.strictEqual(sends().length, 0, "no POST of the ack alone");
+    b.tick(500);
+    assert.strictEqual(sends().length, 1);
+    assert.strictEqual(sends()[0].body, "2:a1\n", "the timer acknowledges");
+  } finally {
+    Math.random = random;
+  }
+});
+
 test("a WebSocket that opens but delivers nothing falls back to the event stream, and is remembered", () => {
   const b = fakeBrowser();
   const c = new CometKit("/rt", { connectTimeout: 3000 });
