@@ -180,6 +180,35 @@ func TestWebSocketAckRidesWithTheAnswer(t *testing.T) {
 	}
 }
 
+// A client's acknowledgement alone, with nothing for the server to write,
+// still reaches the session (within the acknowledgement batch's delay): a
+// Send waiting for room in a replay queue of one goes on once the client
+// acknowledges the message before it.
+func TestWebSocketAckAloneFreesRoom(t *testing.T) {
+	rc := newRecorder()
+	ts := newTestServer(t, rc, Options{Session: session.Config{MaxQueueMessages: 1, Overflow: session.OverflowWait}})
+	c := ts.negotiate(t)
+	conn := dialWS(t, sessionWS(c, 0), nil)
+	s := rc.session(t)
+	if f := conn.frame(); f.Kind != wire.KindHeartbeat {
+		t.Fatalf("first frame %+v", f)
+	}
+	if err := s.Send(testCtx(t), "1"); err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		if f := conn.frame(); f.Kind != wire.KindMessage || f.Seq != seq {
+			t.Fatalf("frame %+v, want message %d", f, seq)
+		}
+		sent := make(chan error, 1)
+		go func() { sent <- s.Send(testCtx(t), fmt.Sprint(seq+1)) }() // waits for room
+		conn.sendFrame(wire.Frame{Kind: wire.KindAck, Seq: seq})
+		if err := <-sent; err != nil {
+			t.Fatalf("send after ack %d: %v", seq, err)
+		}
+	}
+}
+
 func TestWebSocketRawEcho(t *testing.T) {
 	rc := newRecorder()
 	ts := newTestServer(t, HandlerFunc(func(s *session.Session) {

@@ -342,6 +342,7 @@ type link struct {
 	ackDue  atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
 	ackSent atomic.Uint64 // highest acknowledged to the peer (written under mu)
 	ackIn   atomic.Uint64 // highest acknowledgement fastRead took, for pump to apply
+	ackUsed atomic.Uint64 // highest of ackIn given to the session (written under mu)
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
@@ -352,16 +353,15 @@ type link struct {
 	closed    atomic.Bool  // ended; for the reader and the watchdog
 	ackQueued atomic.Bool  // in Transport.acks
 
-	mu         sync.Mutex // (fields in an order that packs them into 208 bytes)
-	raw        bool       // the raw endpoint: ep is a *session.Session
-	watched    bool       // in Transport.watch's list
-	opened     bool
-	ended      bool
-	busy       bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
-	cursor     uint64 // last message sequence number written
-	ackApplied uint64 // highest of ackIn given to the session
-	inSeq      uint64 // raw endpoint: our numbering of the peer's messages
-	pinged     int64  // Unix ns of the last ping sent
+	mu      sync.Mutex // (fields in an order that packs them into 208 bytes)
+	raw     bool       // the raw endpoint: ep is a *session.Session
+	watched bool       // in Transport.watch's list
+	opened  bool
+	ended   bool
+	busy    bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
+	cursor  uint64 // last message sequence number written
+	inSeq   uint64 // raw endpoint: our numbering of the peer's messages
+	pinged  int64  // Unix ns of the last ping sent
 }
 
 func (l *link) Name() string { return Name }
@@ -515,7 +515,7 @@ func (l *link) fastRead(r netpoll.Report) {
 			// The turn is over: re-armed, the connection is reported
 			// again after the others that are ready.
 			if acked {
-				l.runner.Wake()
+				l.later()
 			}
 			l.waitSince.Store(time.Now().UnixNano())
 			l.rstate.Store(rParked)
@@ -537,7 +537,7 @@ func (l *link) fastRead(r netpoll.Report) {
 		if err != nil || len(rest) > 0 {
 			c.pre = append(c.pre, rest...)
 			if acked {
-				l.runner.Wake()
+				l.later()
 			}
 			l.rstate.Store(rRunning)
 			go l.readRun()
@@ -552,7 +552,7 @@ func (l *link) fastRead(r netpoll.Report) {
 		}
 	}
 	if acked {
-		l.runner.Wake()
+		l.later()
 	}
 	l.waitSince.Store(time.Now().UnixNano())
 	l.rstate.Store(rParked)
@@ -666,13 +666,25 @@ const ackDelay = 10 * time.Millisecond
 
 // acknowledge notes that the session accepted the client's messages up to
 // acked: the next write carries an a frame, and if none comes within
-// ackDelay, the batch's timer wakes the writer for it. (Only the link's
+// ackDelay, the batch's flush wakes the writer for it. (Only the link's
 // reader calls it.)
 func (l *link) acknowledge(acked uint64) {
 	if acked <= l.ackDue.Load() {
 		return
 	}
 	l.ackDue.Store(acked)
+	l.later()
+}
+
+// later puts the link in the batch of acknowledgements, if it is not
+// there: the flush, within ackDelay, wakes its writer if its own
+// acknowledgement is still to send, or the peer's (ackIn, which fastRead
+// took) still to give to the session. Either goes sooner with any write:
+// pumpOnce gives the session the peer's first thing. A peer's
+// acknowledgement frees room in the session's replay queue, and nothing
+// needs that room within milliseconds; a wake-up per acknowledgement was
+// a writer's run per message of a client that acknowledges as it sends.
+func (l *link) later() {
 	if l.ackQueued.CompareAndSwap(false, true) {
 		l.t.acks.add(l)
 	}
@@ -704,7 +716,7 @@ func (b *ackBatch) add(l *link) {
 }
 
 // flushAcks wakes the writers of the waiting links whose acknowledgement
-// no write has carried yet.
+// no write has carried yet, or whose peer's no write has applied.
 func (t *Transport) flushAcks() {
 	b := &t.acks
 	b.mu.Lock()
@@ -714,7 +726,7 @@ func (t *Transport) flushAcks() {
 	for i, l := range links {
 		links[i] = nil
 		l.ackQueued.Store(false) // before the look: a later message queues the link again
-		if l.ackDue.Load() > l.ackSent.Load() {
+		if l.ackDue.Load() > l.ackSent.Load() || l.ackIn.Load() > l.ackUsed.Load() {
 			l.runner.Wake()
 		}
 	}
@@ -947,8 +959,8 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 	if l.desc != nil {
 		_ = l.desc.Close()
 	}
-	if a := l.ackIn.Load(); a > l.ackApplied && !l.raw {
-		l.ackApplied = a
+	if a := l.ackIn.Load(); a > l.ackUsed.Load() && !l.raw {
+		l.ackUsed.Store(a)
 		_ = l.ep.Ack(context.Background(), a)
 	}
 	if detach {
@@ -995,8 +1007,8 @@ func (l *link) pumpLocked() {
 		// A write waits for a peer slow to read: what it acknowledged
 		// meanwhile (fastRead took it) frees the session's queue now. One
 		// the session refuses is pumpOnce's to act on, after the write.
-		if a := l.ackIn.Load(); a > l.ackApplied && l.ep.Ack(context.Background(), a) == nil {
-			l.ackApplied = a
+		if a := l.ackIn.Load(); a > l.ackUsed.Load() && l.ep.Ack(context.Background(), a) == nil {
+			l.ackUsed.Store(a)
 		}
 		return
 	}
@@ -1051,8 +1063,8 @@ func (l *link) pumpOnce() bool {
 		buf = l.frame(buf, wire.Frame{Kind: wire.KindOpen, Data: *l.opening})
 		l.opening = nil
 	}
-	if a := l.ackIn.Load(); a > l.ackApplied {
-		l.ackApplied = a
+	if a := l.ackIn.Load(); a > l.ackUsed.Load() {
+		l.ackUsed.Store(a)
 		if err := l.ep.Ack(context.Background(), a); err != nil {
 			put()
 			l.finish(nil, &session.CloseError{Code: session.CodeProtocolError, Reason: "acknowledgement ahead of messages sent"}, true, false)
