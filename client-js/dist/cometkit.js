@@ -451,13 +451,14 @@ var CometKit = (function (env) {
   };
 
   // flush sends what is due: our unacknowledged messages and our ack.
-  // more: only if there is more than the ack to send. An ack alone waits
-  // for its count or timer: the answer to our message (an a frame) often
-  // comes with a message of the server's, and acknowledging that at once
-  // cost a frame or a POST per message.
+  // more: only if there is more than the ack to send, or no timer will
+  // send it. An ack alone waits for its count or timer: the answer to our
+  // message (an a frame) often comes with a message of the server's, and
+  // acknowledging that at once cost a frame or a POST per message. (A timer
+  // that fired while a POST was out left the ack to this flush.)
   P.flush = function (more) {
     var c = this.conn, i, frames = [], ack = this.rcv > this.ackd && !(c && c.lp);
-    if (more && !this.closeFrame && (c && c.ws ? this.seq <= this.wsSent : !this.out.length)) { return; }
+    if (more && this.ackTimer && !(this.closeFrame || (c && c.ws ? this.seq > this.wsSent : this.out.length))) { return; }
     env.clearTimeout(this.ackTimer);
     this.ackTimer = null;
     if (!c || !this.opened || this.readyState > 2) { return; }

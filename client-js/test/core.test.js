@@ -116,6 +116,16 @@ test("the answer to a message does not make the client acknowledge at once: the 
     b.tick(500);
     assert.strictEqual(sends().length, 1);
     assert.strictEqual(sends()[0].body, "2:a1\n", "the timer acknowledges");
+    sends()[0].respond(200, "2:a1\n");
+    // A timer that fires while a POST is out leaves the ack to the answer.
+    c.send("s");
+    const slow = sends()[0];
+    es.onmessage({ data: JSON.stringify("m2:s") });
+    b.tick(500); // the ack timer fires; a POST is out
+    assert.strictEqual(sends().length, 1, "one POST at a time");
+    slow.respond(200, "2:a2\n");
+    assert.strictEqual(sends().length, 1, "the answer sends the ack the timer could not");
+    assert.strictEqual(sends()[0].body, "2:a2\n");
   } finally {
     Math.random = random;
   }
