@@ -4,6 +4,7 @@ package websocket
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"log/slog"
 	"net"
@@ -250,5 +251,101 @@ func TestFastReadStopsAtAShortRead(t *testing.T) {
 		if left := unread(t, srv); left != 0 || l.rstate.Load() != rParked {
 			t.Fatalf("%s: %d bytes left, state %d; want all read and the link parked", tc.name, left, l.rstate.Load())
 		}
+	}
+}
+
+// Once the batch of acknowledgements is flushed, the link's
+// acknowledgement goes out with its next write, alone if need be, even
+// when another message from the client put the link back in the batch
+// between the flush and that write (which used to put it off for another
+// ackDelay, and again each time the race recurred).
+func TestFlushedAckGoesAloneThoughQueuedAgain(t *testing.T) {
+	srv, cli := tcpPair(t)
+	tr := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c := newRFCConn(srv, nil, 1<<16, tr.opts.ReadTimeout, tr.opts.WriteTimeout)
+	if !c.initRaw() {
+		t.Fatal("no raw connection")
+	}
+	s := testSession(t)
+	// No ping due; the test runs the writer itself.
+	l := &link{t: tr, ep: s, conn: c, rfc: c, opened: true, pinged: time.Now().UnixNano()}
+	l.runner.F = func() {}
+	if err := s.Attach(l); err != nil {
+		t.Fatal(err)
+	}
+	l.acknowledge(1)
+	tr.flushAcks() // the batch's timer, come early
+	l.acknowledge(2)
+	if st := l.ackState.Load(); st&ackWaiting == 0 {
+		t.Fatalf("state %b: the second message did not put the link back in the batch", st)
+	}
+	l.mu.Lock()
+	l.pumpOnce()
+	l.mu.Unlock()
+	if err := cli.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := ws.ReadFrame(cli)
+	if err != nil {
+		t.Fatalf("nothing written after the flush: %v", err)
+	}
+	if f.Header.OpCode != ws.OpText || string(f.Payload) != "a2" {
+		t.Fatalf("written %v %q, want the text a2", f.Header.OpCode, f.Payload)
+	}
+}
+
+// A flush that finds the acknowledgement already carried leaves nothing
+// due: the next one waits for a frame to go with again, and is not sent
+// alone by a write woken for something else (the client's own
+// acknowledgement, say, just ahead of the application's answer).
+func TestFlushAfterCarriedAckLeavesNothingDue(t *testing.T) {
+	srv, cli := tcpPair(t)
+	tr := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c := newRFCConn(srv, nil, 1<<16, tr.opts.ReadTimeout, tr.opts.WriteTimeout)
+	if !c.initRaw() {
+		t.Fatal("no raw connection")
+	}
+	s := testSession(t)
+	// No ping due; the test runs the writer itself.
+	l := &link{t: tr, ep: s, conn: c, rfc: c, opened: true, pinged: time.Now().UnixNano()}
+	l.runner.F = func() {}
+	if err := s.Attach(l); err != nil {
+		t.Fatal(err)
+	}
+	pump := func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.pumpOnce()
+	}
+	if err := cli.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	next := func() string {
+		t.Helper()
+		f, err := ws.ReadFrame(cli)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(f.Payload)
+	}
+	// The answer carries the acknowledgement.
+	l.acknowledge(1)
+	if err := s.Send(context.Background(), "answer"); err != nil {
+		t.Fatal(err)
+	}
+	pump()
+	if m, a := next(), next(); m != "m1:answer" || a != "a1" {
+		t.Fatalf("wrote %q then %q, want the answer then a1", m, a)
+	}
+	tr.flushAcks() // nothing left to send
+	l.acknowledge(2)
+	pump() // woken for something else
+	if n := unread(t, cli); n != 0 {
+		t.Fatalf("%d bytes written before the flush: a2 went alone", n)
+	}
+	tr.flushAcks()
+	pump()
+	if a := next(); a != "a2" {
+		t.Fatalf("after the flush: %q, want a2", a)
 	}
 }

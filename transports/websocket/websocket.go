@@ -342,26 +342,26 @@ type link struct {
 	ackDue  atomic.Uint64 // highest inbound sequence number accepted, to acknowledge
 	ackSent atomic.Uint64 // highest acknowledged to the peer (written under mu)
 	ackIn   atomic.Uint64 // highest acknowledgement fastRead took, for pump to apply
-	ackUsed atomic.Uint64 // highest of ackIn given to the session (written under mu)
 
 	// The parked reader (nil desc: readLoop instead).
 	desc      *netpoll.Desc
 	waitSince atomic.Int64 // Unix ns since when the parked link waits for its peer (set as it parks)
 	wprev     *link        // in Transport.watch's list (under its lock)
 	wnext     *link
-	rstate    atomic.Int32 // rParked, rRunning, rPending, rFast or rEnded
-	closed    atomic.Bool  // ended; for the reader and the watchdog
-	ackQueued atomic.Bool  // in Transport.acks
+	rstate    atomic.Int32  // rParked, rRunning, rPending, rFast or rEnded
+	closed    atomic.Bool   // ended; for the reader and the watchdog
+	ackState  atomic.Uint32 // ackWaiting, ackDueNow
 
-	mu      sync.Mutex // (fields in an order that packs them into 208 bytes)
-	raw     bool       // the raw endpoint: ep is a *session.Session
-	watched bool       // in Transport.watch's list
-	opened  bool
-	ended   bool
-	busy    bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
-	cursor  uint64 // last message sequence number written
-	inSeq   uint64 // raw endpoint: our numbering of the peer's messages
-	pinged  int64  // Unix ns of the last ping sent
+	mu         sync.Mutex // (fields in an order that packs them into 208 bytes)
+	raw        bool       // the raw endpoint: ep is a *session.Session
+	watched    bool       // in Transport.watch's list
+	opened     bool
+	ended      bool
+	busy       bool   // a goroutine finishes a write (or the end): pump waits for its wake-up
+	cursor     uint64 // last message sequence number written
+	ackApplied uint64 // highest of ackIn given to the session
+	inSeq      uint64 // raw endpoint: our numbering of the peer's messages
+	pinged     int64  // Unix ns of the last ping sent
 }
 
 func (l *link) Name() string { return Name }
@@ -515,7 +515,7 @@ func (l *link) fastRead(r netpoll.Report) {
 			// The turn is over: re-armed, the connection is reported
 			// again after the others that are ready.
 			if acked {
-				l.later()
+				l.runner.Wake()
 			}
 			l.waitSince.Store(time.Now().UnixNano())
 			l.rstate.Store(rParked)
@@ -537,7 +537,7 @@ func (l *link) fastRead(r netpoll.Report) {
 		if err != nil || len(rest) > 0 {
 			c.pre = append(c.pre, rest...)
 			if acked {
-				l.later()
+				l.runner.Wake()
 			}
 			l.rstate.Store(rRunning)
 			go l.readRun()
@@ -552,7 +552,7 @@ func (l *link) fastRead(r netpoll.Report) {
 		}
 	}
 	if acked {
-		l.later()
+		l.runner.Wake()
 	}
 	l.waitSince.Store(time.Now().UnixNano())
 	l.rstate.Store(rParked)
@@ -666,29 +666,23 @@ const ackDelay = 10 * time.Millisecond
 
 // acknowledge notes that the session accepted the client's messages up to
 // acked: the next write carries an a frame, and if none comes within
-// ackDelay, the batch's flush wakes the writer for it. (Only the link's
+// ackDelay, the batch's timer wakes the writer for it. (Only the link's
 // reader calls it.)
 func (l *link) acknowledge(acked uint64) {
 	if acked <= l.ackDue.Load() {
 		return
 	}
 	l.ackDue.Store(acked)
-	l.later()
-}
-
-// later puts the link in the batch of acknowledgements, if it is not
-// there: the flush, within ackDelay, wakes its writer if its own
-// acknowledgement is still to send, or the peer's (ackIn, which fastRead
-// took) still to give to the session. Either goes sooner with any write:
-// pumpOnce gives the session the peer's first thing. A peer's
-// acknowledgement frees room in the session's replay queue, and nothing
-// needs that room within milliseconds; a wake-up per acknowledgement was
-// a writer's run per message of a client that acknowledges as it sends.
-func (l *link) later() {
-	if l.ackQueued.CompareAndSwap(false, true) {
+	if l.ackState.Or(ackWaiting)&ackWaiting == 0 {
 		l.t.acks.add(l)
 	}
 }
+
+// The link's acknowledgement state (ackState).
+const (
+	ackWaiting = 1 << iota // in Transport.acks: our acknowledgement waits for a frame to go with
+	ackDueNow              // the batch was flushed: the next write sends it, alone if need be
+)
 
 // ackBatch holds the links whose acknowledgements wait: one timer for all
 // of them, armed while any waits, spares each a timer of its own (as the
@@ -716,7 +710,7 @@ func (b *ackBatch) add(l *link) {
 }
 
 // flushAcks wakes the writers of the waiting links whose acknowledgement
-// no write has carried yet, or whose peer's no write has applied.
+// no write has carried yet.
 func (t *Transport) flushAcks() {
 	b := &t.acks
 	b.mu.Lock()
@@ -725,9 +719,16 @@ func (t *Transport) flushAcks() {
 	b.mu.Unlock()
 	for i, l := range links {
 		links[i] = nil
-		l.ackQueued.Store(false) // before the look: a later message queues the link again
-		if l.ackDue.Load() > l.ackSent.Load() || l.ackIn.Load() > l.ackUsed.Load() {
+		// Out of the batch, before the look (a later message puts it back),
+		// and due now: a writer woken for something else meanwhile, which
+		// saw it waiting, leaves it to the run this wakes. If a write has
+		// carried it already, nothing is due now: a later acknowledgement
+		// waits for a frame to go with, as any.
+		l.ackState.Store(ackDueNow)
+		if l.ackDue.Load() > l.ackSent.Load() {
 			l.runner.Wake()
+		} else {
+			l.ackState.And(^uint32(ackDueNow))
 		}
 	}
 	b.mu.Lock()
@@ -959,8 +960,8 @@ func (l *link) endLocked(code session.Code, reason string, detach bool) {
 	if l.desc != nil {
 		_ = l.desc.Close()
 	}
-	if a := l.ackIn.Load(); a > l.ackUsed.Load() && !l.raw {
-		l.ackUsed.Store(a)
+	if a := l.ackIn.Load(); a > l.ackApplied && !l.raw {
+		l.ackApplied = a
 		_ = l.ep.Ack(context.Background(), a)
 	}
 	if detach {
@@ -1007,8 +1008,8 @@ func (l *link) pumpLocked() {
 		// A write waits for a peer slow to read: what it acknowledged
 		// meanwhile (fastRead took it) frees the session's queue now. One
 		// the session refuses is pumpOnce's to act on, after the write.
-		if a := l.ackIn.Load(); a > l.ackUsed.Load() && l.ep.Ack(context.Background(), a) == nil {
-			l.ackUsed.Store(a)
+		if a := l.ackIn.Load(); a > l.ackApplied && l.ep.Ack(context.Background(), a) == nil {
+			l.ackApplied = a
 		}
 		return
 	}
@@ -1063,8 +1064,8 @@ func (l *link) pumpOnce() bool {
 		buf = l.frame(buf, wire.Frame{Kind: wire.KindOpen, Data: *l.opening})
 		l.opening = nil
 	}
-	if a := l.ackIn.Load(); a > l.ackUsed.Load() {
-		l.ackUsed.Store(a)
+	if a := l.ackIn.Load(); a > l.ackApplied {
+		l.ackApplied = a
 		if err := l.ep.Ack(context.Background(), a); err != nil {
 			put()
 			l.finish(nil, &session.CloseError{Code: session.CodeProtocolError, Reason: "acknowledgement ahead of messages sent"}, true, false)
@@ -1102,12 +1103,24 @@ func (l *link) pumpOnce() bool {
 		}
 		l.cursor = m.Seq
 	}
+	// Ping at the heartbeat, and on a busy feed at least every third of the
+	// read timeout: a peer that only listens must have pings to answer, or
+	// its read deadline cuts it.
+	ping := false
+	if now := time.Now().UnixNano(); b.Heartbeat || time.Duration(now-l.pinged) >= l.t.opts.ReadTimeout/3 {
+		l.pinged = now
+		ping = true
+	}
 	if !l.raw {
 		// An acknowledgement waiting in the batch goes with other frames
-		// only: a wake-up for something else (the peer's own
-		// acknowledgement, say) must not send it alone just ahead of the
-		// application's answer. The batch's flush sends it alone.
-		if a := l.ackDue.Load(); a > l.ackSent.Load() && (len(buf) > 0 || b.Heartbeat || first || !l.ackQueued.Load()) {
+		// (a ping included) only: a wake-up for something else (the peer's
+		// own acknowledgement, say) must not send it alone just ahead of
+		// the application's answer. Once the batch is flushed it goes alone.
+		st := l.ackState.Load()
+		if st&ackDueNow != 0 {
+			l.ackState.And(^uint32(ackDueNow))
+		}
+		if a := l.ackDue.Load(); a > l.ackSent.Load() && (len(buf) > 0 || ping || first || st&(ackWaiting|ackDueNow) != ackWaiting) {
 			buf = l.frame(buf, wire.Frame{Kind: wire.KindAck, Seq: a})
 			l.ackSent.Store(a)
 		}
@@ -1126,14 +1139,6 @@ func (l *link) pumpOnce() bool {
 	if b.Close != nil {
 		l.finish(buf, b.Close, true, true)
 		return false
-	}
-	// Ping at the heartbeat, and on a busy feed at least every third of the
-	// read timeout: a peer that only listens must have pings to answer, or
-	// its read deadline cuts it.
-	ping := false
-	if now := time.Now().UnixNano(); b.Heartbeat || time.Duration(now-l.pinged) >= l.t.opts.ReadTimeout/3 {
-		l.pinged = now
-		ping = true
 	}
 	if l.rfc == nil {
 		if len(buf) > 0 {
