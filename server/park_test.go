@@ -266,7 +266,7 @@ func TestBusySessionsPollIsHeldLonger(t *testing.T) {
 	}
 	ts.clock.Advance(ts.cfg.HeartbeatInterval)
 	if resp, body := conn.response(t); resp.StatusCode != http.StatusOK || body != string(wire.AppendBatchFrame(nil, wire.Frame{Kind: wire.KindHeartbeat})) {
-		t.Fatalf("poll 7 answered %d %q, want a heartbeat", resp.StatusCode, body)
+		t.Fatalf("poll 8 answered %d %q, want a heartbeat", resp.StatusCode, body)
 	}
 	if !poll(parkAfter, parkAfter) {
 		t.Fatal("the poll after a heartbeat was not parked at ParkAfter")
