@@ -254,12 +254,11 @@ func TestFastReadStopsAtAShortRead(t *testing.T) {
 	}
 }
 
-// Once the batch of acknowledgements is flushed, the link's
-// acknowledgement goes out with its next write, alone if need be, even
-// when another message from the client put the link back in the batch
-// between the flush and that write (which used to put it off for another
-// ackDelay, and again each time the race recurred).
-func TestFlushedAckGoesAloneThoughQueuedAgain(t *testing.T) {
+// writingLink is a link on a TCP connection, attached to a session, whose
+// writer the test runs itself (pumpNow), with no ping due; cli is the
+// peer's end.
+func writingLink(t *testing.T) (*Transport, *link, *session.Session, *net.TCPConn) {
+	t.Helper()
 	srv, cli := tcpPair(t)
 	tr := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	c := newRFCConn(srv, nil, 1<<16, tr.opts.ReadTimeout, tr.opts.WriteTimeout)
@@ -267,21 +266,35 @@ func TestFlushedAckGoesAloneThoughQueuedAgain(t *testing.T) {
 		t.Fatal("no raw connection")
 	}
 	s := testSession(t)
-	// No ping due; the test runs the writer itself.
 	l := &link{t: tr, ep: s, conn: c, rfc: c, opened: true, pinged: time.Now().UnixNano()}
 	l.runner.F = func() {}
 	if err := s.Attach(l); err != nil {
 		t.Fatal(err)
 	}
+	return tr, l, s, cli
+}
+
+// pumpNow runs l's writer once, as its runner would.
+func pumpNow(l *link) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pumpOnce()
+}
+
+// Once the batch of acknowledgements is flushed, the link's
+// acknowledgement goes out with its next write, alone if need be, even
+// when another message from the client put the link back in the batch
+// between the flush and that write (which used to put it off for another
+// ackDelay, and again each time the race recurred).
+func TestFlushedAckGoesAloneThoughQueuedAgain(t *testing.T) {
+	tr, l, _, cli := writingLink(t)
 	l.acknowledge(1)
 	tr.flushAcks() // the batch's timer, come early
 	l.acknowledge(2)
 	if st := l.ackState.Load(); st&ackWaiting == 0 {
 		t.Fatalf("state %b: the second message did not put the link back in the batch", st)
 	}
-	l.mu.Lock()
-	l.pumpOnce()
-	l.mu.Unlock()
+	pumpNow(l)
 	if err := cli.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -299,24 +312,7 @@ func TestFlushedAckGoesAloneThoughQueuedAgain(t *testing.T) {
 // alone by a write woken for something else (the client's own
 // acknowledgement, say, just ahead of the application's answer).
 func TestFlushAfterCarriedAckLeavesNothingDue(t *testing.T) {
-	srv, cli := tcpPair(t)
-	tr := New(Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	c := newRFCConn(srv, nil, 1<<16, tr.opts.ReadTimeout, tr.opts.WriteTimeout)
-	if !c.initRaw() {
-		t.Fatal("no raw connection")
-	}
-	s := testSession(t)
-	// No ping due; the test runs the writer itself.
-	l := &link{t: tr, ep: s, conn: c, rfc: c, opened: true, pinged: time.Now().UnixNano()}
-	l.runner.F = func() {}
-	if err := s.Attach(l); err != nil {
-		t.Fatal(err)
-	}
-	pump := func() {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		l.pumpOnce()
-	}
+	tr, l, s, cli := writingLink(t)
 	if err := cli.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
@@ -333,18 +329,18 @@ func TestFlushAfterCarriedAckLeavesNothingDue(t *testing.T) {
 	if err := s.Send(context.Background(), "answer"); err != nil {
 		t.Fatal(err)
 	}
-	pump()
+	pumpNow(l)
 	if m, a := next(), next(); m != "m1:answer" || a != "a1" {
 		t.Fatalf("wrote %q then %q, want the answer then a1", m, a)
 	}
 	tr.flushAcks() // nothing left to send
 	l.acknowledge(2)
-	pump() // woken for something else
+	pumpNow(l) // woken for something else
 	if n := unread(t, cli); n != 0 {
 		t.Fatalf("%d bytes written before the flush: a2 went alone", n)
 	}
 	tr.flushAcks()
-	pump()
+	pumpNow(l)
 	if a := next(); a != "a2" {
 		t.Fatalf("after the flush: %q, want a2", a)
 	}
