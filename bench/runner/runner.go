@@ -58,8 +58,9 @@ type Sizes struct {
 	// idle) runs against each server: in passes, each pass starting every
 	// server afresh in turn, each pass starting a passes-th of the list
 	// further on (passOrder), so that no server always runs early (just
-	// after the scenario before, or while the load generator's heap grows). The run whose headline
-	// figure is the median is reported, with the lowest and highest.
+	// after the scenario before, or while the load generator's heap
+	// grows). The run whose headline figure is the median is reported,
+	// with the lowest and highest.
 	Passes int `json:"passes"`
 	// Settle is how long each repeated scenario first runs measurements
 	// that are not counted, on its last target (the raw floor, where it
