@@ -62,27 +62,17 @@ func raw(t *testing.T, c *net.TCPConn) syscall.RawConn {
 	return rc
 }
 
-func wait(t *testing.T, ch <-chan int, what string) int {
+// wait is the next value from ch (what names the event awaited: readiness
+// or a Report), or a failed test after bound.
+func wait[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
 	select {
 	case v := <-ch:
 		return v
 	case <-time.After(bound):
-		t.Fatalf("%s: no readiness reported", what)
-		return -1
-	}
-}
-
-// waitReport is the next Report from ch (what names the event awaited),
-// or a failed test after bound.
-func waitReport(t *testing.T, ch <-chan Report, what string) Report {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(bound):
-		t.Fatalf("%s was not reported", what)
-		return Report{}
+		t.Fatalf("%s: nothing reported", what)
+		var zero T
+		return zero
 	}
 }
 
@@ -325,7 +315,7 @@ func TestReportDrained(t *testing.T) {
 	if _, err := cli[0].Write([]byte("a")); err != nil {
 		t.Fatal(err)
 	}
-	r := waitReport(t, reports, "the first bytes")
+	r := wait(t, reports, "the first bytes")
 	if !r.Drained() {
 		t.Fatal("a report of bytes alone is not drained by a short read")
 	}
@@ -340,7 +330,7 @@ func TestReportDrained(t *testing.T) {
 		runtime.Gosched()
 	}
 	release()
-	r = waitReport(t, reports, "the FIN")
+	r = wait(t, reports, "the FIN")
 	if r.Drained() {
 		t.Fatal("a report after the peer's FIN says a short read drains the socket")
 	}
@@ -358,7 +348,7 @@ func TestReportDrained(t *testing.T) {
 	}); err != nil || sendErr != nil {
 		t.Fatalf("sending urgent data: %v %v", err, sendErr)
 	}
-	r = waitReport(t, urgent, "urgent data")
+	r = wait(t, urgent, "urgent data")
 	if r.Drained() {
 		t.Fatal("a report of urgent data says a short read drains the socket")
 	}
@@ -384,7 +374,7 @@ func TestReportDrained(t *testing.T) {
 	if _, err := unixCli.Write([]byte("u")); err != nil {
 		t.Fatal(err)
 	}
-	r = waitReport(t, onUnix, "a Unix socket's bytes")
+	r = wait(t, onUnix, "a Unix socket's bytes")
 	if r.Drained() {
 		t.Fatal("a report on a Unix socket says a short read drains it")
 	}
@@ -398,7 +388,7 @@ func TestReportDrained(t *testing.T) {
 	if _, err := cli[1].Write([]byte("b")); err != nil {
 		t.Fatal(err)
 	}
-	r = waitReport(t, once, "a one-shot registration's bytes")
+	r = wait(t, once, "a one-shot registration's bytes")
 	if r.Drained() {
 		t.Fatal("a one-shot report says a short read drains the socket")
 	}
