@@ -423,11 +423,11 @@ var CometKit = (function (env) {
       if (this.rcv - this.ackd >= this.o.ackEvery) { this.flush(); } else if (!this.ackTimer && this.readyState < 2) {
         // 0.5-1.5 s: a broadcast reaches every client at once, and timers of one length would
         // bring all their acknowledgements back to the server in one burst a second later.
-        this.ackTimer = env.setTimeout(function () { self.flush(); }, 500 + 1000 * Math.random());
+        this.ackTimer = env.setTimeout(function () { self.ackTimer = null; self.flush(); }, 500 + 1000 * Math.random());
       }
     } else if (k === "a") {
       while (this.out.length && this.out[0].s <= n) { this.out.shift(); }
-      this.flush(1);
+      this.flush();
     } else if (k === "x") {
       this.connect(); // a newer connection or a recycled stream: reconnect at once
     } else if (k === "c") {
@@ -445,28 +445,23 @@ var CometKit = (function (env) {
     this.flush();
   };
 
-  // flush sends what is due: our unacknowledged messages and our ack.
-  // more: only if there is more than the ack to send, or no timer will
-  // send it. An ack alone waits for its count or timer: the answer to our
-  // message (an a frame) often comes with a message of the server's, and
-  // acknowledging that at once cost a frame or a POST per message. (A timer
-  // that fired while a POST was out left the ack to this flush.)
-  P.flush = function (more) {
-    var c = this.conn, i, frames = [], ack = this.rcv > this.ackd && !(c && c.lp);
-    if (more && this.ackTimer && !(this.closeFrame || (c && c.ws ? this.seq > this.wsSent : this.out.length))) { return; }
-    env.clearTimeout(this.ackTimer);
-    this.ackTimer = null;
+  // flush sends what is due: our unacknowledged messages, and our ack once
+  // its count or timer says so (or no timer will). Acknowledging the answer
+  // to each message at once (an a frame, often with a message of the
+  // server's) cost a frame or a POST per message; over HTTP the ack rides
+  // free in every POST.
+  P.flush = function () {
+    var c = this.conn, i, frames = [], ack = this.rcv > this.ackd && !(c && c.lp) && !(this.ackTimer && this.rcv - this.ackd < this.o.ackEvery);
     if (!c || !this.opened || this.readyState > 2) { return; }
     if (c.ws) {
       for (i = 0; i < this.out.length; i++) { if (this.out[i].s > this.wsSent) { frames.push("m" + this.out[i].s + ":" + this.out[i].d); this.wsSent = this.out[i].s; } }
-      if (ack) { frames.push("a" + this.rcv); }
+      if (ack) { this.ackTimer = env.clearTimeout(this.ackTimer); frames.push("a" + (this.ackd = this.rcv)); }
       if (this.closeFrame) { frames.push(this.closeFrame); }
       for (i = 0; i < frames.length; i++) { c.ws.send(frames[i]); }
-      this.ackd = this.rcv;
       if (this.closeFrame) { this.finish(this.closeCode, this.closeReason, true); }
       return;
     }
-    if (ack || this.out.length || this.closeFrame) { this.post(); }
+    if (ack || this.out.length || this.closeFrame) { this.ackTimer = env.clearTimeout(this.ackTimer); this.post(); } // the POST carries our ack
   };
 
   // post sends by HTTP, one request at a time: as many unacknowledged
@@ -495,7 +490,7 @@ var CometKit = (function (env) {
         try { self.frames(parseBatch(text)); } catch (x) {}
         if (closing) { self.finish(self.closeCode, self.closeReason, true); return; }
         self.sendTries = 0;
-        self.flush(1);
+        self.flush();
       } else if (st === -1 && !jsonp) {
         self.mode = "jsonp";
         self.flush();

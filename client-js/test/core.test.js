@@ -76,7 +76,7 @@ test("acknowledges received messages by count and by time", () => {
   }
 });
 
-test("the answer to a message does not make the client acknowledge at once: the ack waits for its count or timer", () => {
+test("neither the answer to a message nor a send makes the client acknowledge at once on a WebSocket: the ack waits for its count or timer", () => {
   const random = Math.random;
   Math.random = () => 0; // the ack timer: 500 ms
   try {
@@ -92,14 +92,20 @@ test("the answer to a message does not make the client acknowledge at once: the 
     ws.onmessage({ data: "a1" });
     assert.deepStrictEqual(ws.sent, ["m1:q"], "no ack frame of its own for the echo");
     assert.strictEqual(c.out.length, 0);
-    c.send("r"); // a message goes with the ack due
-    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a1"]);
+    c.send("r"); // nor does a send: on a WebSocket the ack would be a frame of its own
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r"]);
     ws.onmessage({ data: "m2:r" });
     ws.onmessage({ data: "a2" });
     b.tick(499);
-    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a1"]);
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r"]);
     b.tick(1);
-    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a1", "a2"], "the timer acknowledges");
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a2"], "the timer acknowledges");
+    c.send("t"); // the timer has fired: nothing is held back
+    ws.onmessage({ data: "m3:t" });
+    b.tick(499);
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a2", "m3:t"]);
+    b.tick(1);
+    assert.deepStrictEqual(ws.sent, ["m1:q", "m2:r", "a2", "m3:t", "a3"], "a new timer for the next message");
 
     // Event stream: the echo comes on the stream, the a frame in the send's answer.
     b = fakeBrowser({ noWebSocket: true });
@@ -126,6 +132,19 @@ test("the answer to a message does not make the client acknowledge at once: the 
     slow.respond(200, "2:a2\n");
     assert.strictEqual(sends().length, 1, "the answer sends the ack the timer could not");
     assert.strictEqual(sends()[0].body, "2:a2\n");
+    sends()[0].respond(200, "2:a2\n");
+    // A POST carries our ack: the timer starts again from the next message.
+    es.onmessage({ data: JSON.stringify("m3:x") }); // the timer starts
+    b.tick(300);
+    c.send("u");
+    assert.strictEqual(sends()[0].body, "4:m3:u\n2:a3\n");
+    es.onmessage({ data: JSON.stringify("m4:u") });
+    sends()[0].respond(200, "2:a3\n");
+    b.tick(200);
+    assert.strictEqual(sends().length, 0, "the timer of m3 was stopped by the POST that acknowledged it");
+    b.tick(300);
+    assert.strictEqual(sends().length, 1);
+    assert.strictEqual(sends()[0].body, "2:a4\n");
   } finally {
     Math.random = random;
   }
