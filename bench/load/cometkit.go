@@ -21,8 +21,8 @@ import (
 // cometkit's client contract (docs/PROTOCOL.md), as its own browser client
 // keeps it: acknowledge at least every ckAckEvery messages, and within
 // ckAckDelay/2 to 3*ckAckDelay/2 (at random) of any message not yet
-// acknowledged; and, as it does, with every send (ckReceiver.ackNow): an a
-// frame after the message on WebSocket, in the same POST over HTTP. Timers
+// acknowledged; and, as it does, with every send over HTTP, in the same
+// POST (ckReceiver.ackNow), but not with a send on WebSocket. Timers
 // of one length kept every session of a scenario acknowledging in the same
 // instant (they all start together): a burst of 100 ack POSTs a second
 // that moved cometkit's event-stream echo p99 from ~1.5 to 2-4 ms.
@@ -255,8 +255,9 @@ func (s *ckWS) read() {
 	}
 }
 
+// Send writes the message alone: as in the browser client, a send on a
+// WebSocket does not acknowledge (the ack would be a frame of its own).
 func (s *ckWS) Send(msg string) error {
-	ack := s.rx.ackNow() // before mu: the receiver's lock is taken first where both are
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.seq++
@@ -265,10 +266,7 @@ func (s *ckWS) Send(msg string) error {
 	b = strconv.AppendUint(b, s.seq, 10)
 	b = append(b, ':')
 	b = append(b, msg...)
-	if err := s.c.writeText(b); err != nil || ack == 0 {
-		return err
-	}
-	return s.c.writeText([]byte("a" + strconv.FormatUint(ack, 10)))
+	return s.c.writeText(b)
 }
 
 func (s *ckWS) Close() {
