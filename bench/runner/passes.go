@@ -24,11 +24,17 @@ import (
 //     beat that of every peer that finished;
 //   - pass_ratio: the median, over the paired passes cometkit finished, of
 //     its figure divided by the pass's best peer's.
+//
+// The raw floor gets the same figures: it does strictly less than any
+// session layer, so how often it leads the peers pass by pass says how
+// finely the scenario can tell servers apart on this machine (where the
+// floor leads only half the passes, so can no session layer).
 
-// pairPasses adds the pass-by-pass figures to cometkit's result for each
-// transport of scenario sc. runs[i][p] is target i's run in pass p; out
-// holds the reported (median) results of each target, in the same order;
-// cometkit's single result gets the figures.
+// pairPasses adds the pass-by-pass figures to cometkit's and the raw
+// floor's result for each transport of scenario sc. runs[i][p] is target
+// i's run in pass p; out holds the reported (median) results of each
+// target, in the same order; each of the two single results gets the
+// figures.
 func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Result) {
 	h, repeated := headlines[sc]
 	if !repeated {
@@ -36,7 +42,7 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 	}
 	rt := ratio{h.key, h.name, h.lowerBetter}
 	for i, t := range targets {
-		if t.Impl != "cometkit" || len(out[i]) != 1 {
+		if (t.Impl != "cometkit" && t.Impl != "raw") || len(out[i]) != 1 {
 			continue
 		}
 		var led, paired int
@@ -91,23 +97,33 @@ func middle(v []float64) float64 {
 // passesLine says, below a repeated scenario's table, how cometkit fared
 // pass by pass on each transport ("" when no pass was paired).
 func passesLine(rs []Result, figure string) string {
-	var parts []string
+	var parts, floor []string
 	for _, r := range rs {
 		paired, ok := r.Figures["passes_paired"]
-		if r.Impl != "cometkit" || !ok {
+		if !ok {
 			continue
 		}
 		ratio := "—"
 		if v, ok := r.Figures["pass_ratio"]; ok {
 			ratio = ratioText(v, 1)
 		}
-		parts = append(parts, fmt.Sprintf("%s: led in %d of %d passes, median pass ratio %s",
-			r.Transport, int(r.Figures["passes_led"]), int(paired), ratio))
+		line := fmt.Sprintf("%s: led in %d of %d passes, median pass ratio %s",
+			r.Transport, int(r.Figures["passes_led"]), int(paired), ratio)
+		switch r.Impl {
+		case "cometkit":
+			parts = append(parts, line)
+		case "raw":
+			floor = append(floor, line)
+		}
 	}
 	if len(parts) == 0 {
 		return ""
 	}
-	return "Pass by pass (the servers of one pass run back to back, under a minute apart, on one state of the machine), cometkit's " +
+	s := "Pass by pass (the servers of one pass run back to back, under a minute apart, on one state of the machine), cometkit's " +
 		figure + " against the best peer that finished in the same pass (a pass cometkit failed counts as lost): " +
-		strings.Join(parts, "; ") + ".\n\n"
+		strings.Join(parts, "; ") + "."
+	if len(floor) > 0 {
+		s += " The raw floor, measured the same way (how finely this scenario tells servers apart here): " + strings.Join(floor, "; ") + "."
+	}
+	return s + "\n\n"
 }

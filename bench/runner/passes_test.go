@@ -26,7 +26,8 @@ func passRuns(sc string, targets []load.Target, figures [][]float64) [][]Result 
 
 // cometkit is compared with the best peer of each pass, on its own
 // transport: the raw floor is no peer, a failed peer run is no reference,
-// and a pass with no peer left is not paired.
+// and a pass with no peer left is not paired. The raw floor is compared
+// the same way, as the scenario's resolution.
 func TestPairPasses(t *testing.T) {
 	targets := []load.Target{
 		{Impl: "cometkit", Transport: load.LongPoll}, {Impl: "sockjs", Transport: load.LongPoll},
@@ -34,12 +35,12 @@ func TestPairPasses(t *testing.T) {
 		{Impl: "cometkit", Transport: load.WebSocket}, {Impl: "centrifuge", Transport: load.WebSocket},
 	}
 	runs := passRuns(ScenarioRoundTrip, targets, [][]float64{
-		{100, 90, 80, 50},    // cometkit long-poll
-		{90, 95, 10, -1},     // sockjs: pass 4 failed
-		{80, -1, 85, -1},     // socketio: passes 2 and 4 failed
-		{999, 999, 999, 999}, // raw
-		{10, 10, 10, 10},     // cometkit websocket
-		{5, 5, 5, 5},         // centrifuge
+		{100, 90, 80, 50},   // cometkit long-poll
+		{90, 95, 10, -1},    // sockjs: pass 4 failed
+		{80, -1, 85, -1},    // socketio: passes 2 and 4 failed
+		{999, 50, 999, 999}, // raw
+		{10, 10, 10, 10},    // cometkit websocket
+		{5, 5, 5, 5},        // centrifuge
 	})
 	out := make([][]Result, len(targets))
 	for i := range targets {
@@ -61,19 +62,28 @@ func TestPairPasses(t *testing.T) {
 	if _, ok := out[1][0].Figures["passes_led"]; ok {
 		t.Fatal("a peer's row got cometkit's pass figures")
 	}
+	// The floor: 999 vs 90 (led), 50 vs 95 (not), 999 vs 85 (led), unpaired.
+	if r := out[3][0].Figures; r["passes_led"] != 2 || r["passes_paired"] != 3 {
+		t.Fatalf("raw floor: led %v of %v paired passes; want 2 of 3", r["passes_led"], r["passes_paired"])
+	}
 
-	rep := &Report{Results: []Result{out[0][0], out[4][0]}}
+	rep := &Report{Results: []Result{out[0][0], out[4][0], out[3][0]}}
 	got := Summary([]*Report{rep, rep})
 	for _, want := range []string{
 		"- roundtrip round trips/s, websocket: led in 8 of 8 passes",
-		"- roundtrip round trips/s, longpoll: led in 2 of 6 passes",
+		"- roundtrip round trips/s, longpoll: led in 2 of 6 passes (the raw floor: 4 of 6)",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("summary lacks %q:\n%s", want, got)
 		}
 	}
-	if line := passesLine(rep.Results, "round trips/s"); !strings.Contains(line, "longpoll: led in 1 of 3 passes, median pass ratio 0.95×") {
+	line := passesLine(rep.Results, "round trips/s")
+	if !strings.Contains(line, "longpoll: led in 1 of 3 passes, median pass ratio 0.95×") ||
+		!strings.Contains(line, "The raw floor, measured the same way (how finely this scenario tells servers apart here): longpoll: led in 2 of 3 passes") {
 		t.Errorf("table note: %q", line)
+	}
+	if strings.Contains(got, "websocket: led in 8 of 8 passes (the raw floor") {
+		t.Errorf("a transport without a floor run got a floor count:\n%s", got)
 	}
 }
 

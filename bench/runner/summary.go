@@ -91,17 +91,28 @@ func passesSummary(reps []*Report) string {
 			continue
 		}
 		for _, tr := range []string{load.WebSocket, load.EventStream, load.LongPoll} {
-			var led, paired float64
+			var led, paired, floorLed, floorPaired float64
 			for _, rep := range reps {
 				for _, r := range rep.Results {
-					if r.Impl == "cometkit" && r.Scenario == sc && r.Transport == tr { // a failed run's passes count, lost
+					if r.Scenario != sc || r.Transport != tr {
+						continue
+					}
+					switch r.Impl { // a failed run's passes count, lost
+					case "cometkit":
 						led += r.Figures["passes_led"]
 						paired += r.Figures["passes_paired"]
+					case "raw":
+						floorLed += r.Figures["passes_led"]
+						floorPaired += r.Figures["passes_paired"]
 					}
 				}
 			}
 			if paired > 0 {
-				lines = append(lines, fmt.Sprintf("- %s %s, %s: led in %d of %d passes", sc, h.name, tr, int(led), int(paired)))
+				line := fmt.Sprintf("- %s %s, %s: led in %d of %d passes", sc, h.name, tr, int(led), int(paired))
+				if floorPaired > 0 {
+					line += fmt.Sprintf(" (the raw floor: %d of %d)", int(floorLed), int(floorPaired))
+				}
+				lines = append(lines, line)
 			}
 		}
 	}
