@@ -17,7 +17,7 @@ export interface CometKitOptions {
   maxRetries?: number;
   /** Remember the transport that worked in localStorage (default true). */
   remember?: boolean;
-  /** Send acknowledgements after this many messages (default 32) or 1 s, whichever first. */
+  /** Send acknowledgements after this many messages (default 32) or 0.5–1.5 s (at random) after the first unacknowledged one, whichever comes first; over HTTP every send carries one too. */
   ackEvery?: number;
   /** ms on a worse transport before trying the better one again (default 60000). */
   upgradeAfter?: number;

@@ -580,6 +580,7 @@ var CometKit = (function (env) {
     this.readyState = 2;
     this.closeFrame = "c" + code + ":" + reason;
     this.closeTimer = env.setTimeout(function () { self.finish(code, reason, true); }, 5000);
+    this.ackTimer = env.clearTimeout(this.ackTimer); // no timer will send a held ack now: the close frame takes it
     if (this.opened) { this.flush(); } else { this.post(); }
   };
 

@@ -150,6 +150,22 @@ test("neither the answer to a message nor a send makes the client acknowledge at
   }
 });
 
+test("closing on a WebSocket sends the ack its timer held, before the close frame", () => {
+  const random = Math.random;
+  Math.random = () => 0;
+  try {
+    const b = fakeBrowser();
+    const c = new CometKit("/rt");
+    b.negotiate();
+    const ws = b.lastSocket();
+    ws.onmessage({ data: "m1:x" }); // the ack timer starts
+    c.close(1000, "bye");
+    assert.deepStrictEqual(ws.sent, ["a1", "c1000:bye"]);
+  } finally {
+    Math.random = random;
+  }
+});
+
 test("a WebSocket that opens but delivers nothing falls back to the event stream, and is remembered", () => {
   const b = fakeBrowser();
   const c = new CometKit("/rt", { connectTimeout: 3000 });
