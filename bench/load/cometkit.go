@@ -161,9 +161,9 @@ func (r *ckReceiver) ackLocked() {
 	}
 }
 
-// ackNow is the acknowledgement a send carries, as the browser client's
-// flush makes it: the highest sequence number received if not yet
-// acknowledged (else 0), and the timer stops.
+// ackNow is the acknowledgement a POST carries, as the browser client's
+// post makes it: the highest sequence number received, acknowledged from
+// now on, so the timer stops.
 func (r *ckReceiver) ackNow() uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -172,10 +172,7 @@ func (r *ckReceiver) ackNow() uint64 {
 		r.timer = nil
 	}
 	n := r.rcv.Load()
-	if n <= r.ackd {
-		return 0
-	}
-	r.ackd = n
+	r.ackd = max(r.ackd, n)
 	return n
 }
 
@@ -423,7 +420,6 @@ func (s *ckHTTP) Send(msg string) error {
 // client's post does, every post ends with an a frame: the highest
 // sequence number received.
 func (s *ckHTTP) flush() error {
-	s.rx.ackNow() // the post acknowledges all received: no timer for it
 	s.mu.Lock()
 	body := s.queue
 	s.queue = nil
@@ -431,9 +427,9 @@ func (s *ckHTTP) flush() error {
 	s.ackDue = false
 	s.mu.Unlock()
 	if len(body) == 0 && !due {
-		return nil
+		return nil // a kick coalesced into the flush before: nothing is acknowledged unsent
 	}
-	body = appendBatchFrame(body, "a"+strconv.FormatUint(s.rx.rcv.Load(), 10))
+	body = appendBatchFrame(body, "a"+strconv.FormatUint(s.rx.ackNow(), 10))
 	_, err := s.httpWant(s.env, http.MethodPost, s.n.sessionURL(s.env.Base, "send", nil), "text/plain;charset=UTF-8", string(body), http.StatusOK)
 	return err
 }
