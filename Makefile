@@ -6,9 +6,9 @@ SUDO ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # exceeded" with no failing input; golang/go#75804, fixed in Go 1.27).
 FUZZTIME ?= 20000x
 
-.PHONY: test setup check race redis benchsmoke js fuzz bench bench-peers
+.PHONY: test setup check race allocs redis benchsmoke js fuzz bench bench-peers
 
-test: setup check race redis js fuzz benchsmoke
+test: setup check race allocs redis js fuzz benchsmoke
 
 # Debian packages the tests drive as independent peers (installed if missing):
 # Perl's Protocol::WebSocket (hixie drafts) and Python's websockets (RFC 6455,
@@ -44,6 +44,11 @@ check:
 
 race:
 	$(GO) test -race -count=1 ./...
+
+# Allocation counts that rest on sync.Pool, which the race detector
+# defeats on purpose (it drops pooled items at random): without -race.
+allocs:
+	$(GO) test -count=1 -run 'AllocatesNothing' ./transports/websocket/
 
 # The Redis broker and the chat example are modules of their own (go-redis
 # needs a newer Go than the core asks for; go.work joins them); their tests
