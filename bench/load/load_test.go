@@ -1,9 +1,35 @@
 package load
 
 import (
+	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/cometkit/cometkit/bench/servers"
 )
+
+func TestCkSessionURL(t *testing.T) {
+	n := ckNegotiation{SessionID: "abc", Token: "a+b/c=="}
+	for _, c := range []struct {
+		u       string
+		op, ack string
+	}{
+		{n.sessionURL("http://127.0.0.1:9", "poll", 42), "poll", "42"},
+		{n.sessionURL("http://127.0.0.1:9", "send"), "send", ""},
+	} {
+		u, err := url.Parse(c.u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := servers.CometkitPrefix + "/s/abc/" + c.op; u.Path != want {
+			t.Errorf("%s: path %q, want %q", c.u, u.Path, want)
+		}
+		q := u.Query()
+		if q.Get("t") != n.Token || q.Get("ack") != c.ack || len(q) != 1+min(len(c.ack), 1) {
+			t.Errorf("%s: query %v", c.u, q)
+		}
+	}
+}
 
 func TestCkParseBatch(t *testing.T) {
 	batch := string(appendBatchFrame(appendBatchFrame(nil, "m1:welcome"), "p2:7:3:all😀 x")) + "1:h\n" + "6:c1000:\n"

@@ -24,6 +24,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -82,6 +83,7 @@ func run(log *slog.Logger) error {
 	foDuration := flag.Duration("fanout-duration", def.FanOutDuration, "event-stream fan-out: duration")
 	cnSessions := flag.Int("connect-sessions", def.ConnectSessions, "connects: sessions")
 	cnConc := flag.Int("connect-concurrency", def.ConnectConcurrency, "connects: at a time")
+	cpuProfile := flag.String("cpuprofile", "", "write the load generator's CPU profile here (go tool pprof): whether the load side, not the server, bounds a figure")
 	flag.Parse()
 
 	if *summarize != "" {
@@ -94,6 +96,13 @@ func run(log *slog.Logger) error {
 		if err := reexecPinned(); err != nil {
 			log.Warn("could not pin the load generator; running unpinned", "err", err)
 		}
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	sizes := def
@@ -326,4 +335,22 @@ func parseCounts(s string) ([]int, error) {
 		return nil, errors.New("-idle-counts: no counts")
 	}
 	return out, nil
+}
+
+// startCPUProfile profiles the load generator into path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			slog.Error("cpu profile", "err", err)
+		}
+	}, nil
 }
