@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -288,6 +289,17 @@ func (l *latencies) take() []time.Duration {
 	return d
 }
 
+// Median is the median of v (the mean of the two middle values of an
+// even count); v is sorted in place.
+func Median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
 // quantiles puts p50, p99 and max of d (in ms) into f under prefix.
 func quantiles(f Figures, prefix string, d []time.Duration) {
 	if len(d) == 0 {
@@ -481,7 +493,7 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 		return f, err
 	}
 	f["sessions"] = float64(n)
-	var rates, serverMs []float64
+	var rates, serverMs, roundP99 []float64
 	var all []time.Duration
 	var errs []error
 	cpu := startCPU(env)
@@ -512,10 +524,25 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 			span := time.Unix(0, lastNs.Load()).Sub(start)
 			rates = append(rates, float64(d)/span.Seconds())
 		}
-		all = append(all, lat.take()...)
+		round := lat.take()
+		if len(round) > 0 {
+			rp := Figures{}
+			quantiles(rp, "", round)
+			roundP99 = append(roundP99, rp["p99_ms"])
+		}
+		all = append(all, round...)
 	}
 	cpu.per(f, "delivery", float64(len(all)))
 	quantiles(f, "", all)
+	// Each broadcast's own p99, as DESIGN.md's target reads ("a broadcast
+	// ... with p99 delivery ≤ 150 ms"): the median broadcast's, which one
+	// stall of this shared host does not set, and the worst broadcast's.
+	// Over all deliveries pooled, one broadcast held up by the host is a
+	// tenth of them, and sets the p99 by itself.
+	if len(roundP99) > 0 {
+		f["round_p99_median_ms"] = Median(roundP99)
+		f["round_p99_max_ms"] = slices.Max(roundP99)
+	}
 	f["deliveries_per_s"] = mean(rates)
 	f["server_send_ms"] = mean(serverMs)
 	f["rounds"] = float64(len(rates))

@@ -1,10 +1,8 @@
 package runner
 
 import (
-	"cmp"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 
 	"github.com/cometkit/cometkit/bench/load"
@@ -30,17 +28,44 @@ import (
 // finely the scenario can tell servers apart on this machine (where the
 // floor leads only half the passes, so can no session layer).
 
+// paired is a figure compared pass by pass: each scenario's headline,
+// and for the broadcast also the median broadcast's p99, which one stall
+// of the host does not set (its pooled p99 is set by the slowest of ten
+// broadcasts). Its pass figures are named passes_paired, passes_led and
+// pass_ratio, then suffix.
+type paired struct {
+	key, name   string
+	lowerBetter bool
+	suffix      string
+}
+
+// pairedFigures are the figures of scenario sc compared pass by pass
+// (none if it is not repeated), the headline first.
+func pairedFigures(sc string) []paired {
+	h, repeated := headlines[sc]
+	if !repeated {
+		return nil
+	}
+	out := []paired{{key: h.key, name: h.name, lowerBetter: h.lowerBetter}}
+	if sc == ScenarioBroadcast {
+		out = append(out, paired{key: "round_p99_median_ms", name: "median broadcast's p99", lowerBetter: true, suffix: "_round_p99_median"})
+	}
+	return out
+}
+
 // pairPasses adds the pass-by-pass figures to cometkit's and the raw
 // floor's result for each transport of scenario sc. runs[i][p] is target
 // i's run in pass p; out holds the reported (median) results of each
 // target, in the same order; each of the two single results gets the
 // figures.
 func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Result) {
-	h, repeated := headlines[sc]
-	if !repeated {
-		return
+	for _, pf := range pairedFigures(sc) {
+		pairPassesOn(pf, targets, runs, out)
 	}
-	rt := ratio{h.key, h.name, h.lowerBetter}
+}
+
+func pairPassesOn(pf paired, targets []load.Target, runs [][]Result, out [][]Result) {
+	rt := ratio{pf.key, pf.name, pf.lowerBetter}
 	for i, t := range targets {
 		if (t.Impl != "cometkit" && t.Impl != "raw") || len(out[i]) != 1 {
 			continue
@@ -59,7 +84,7 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 				continue
 			}
 			paired++
-			v, finished := runs[i][p].Figures[h.key]
+			v, finished := runs[i][p].Figures[pf.key]
 			if !finished || !runs[i][p].OK() {
 				continue // lost
 			}
@@ -75,40 +100,38 @@ func pairPasses(sc string, targets []load.Target, runs [][]Result, out [][]Resul
 			out[i][0].Figures = load.Figures{}
 		}
 		f := out[i][0].Figures
-		f["passes_paired"] = float64(paired)
-		f["passes_led"] = float64(led)
+		f["passes_paired"+pf.suffix] = float64(paired)
+		f["passes_led"+pf.suffix] = float64(led)
 		if len(ratios) > 0 {
-			f["pass_ratio"] = middle(ratios)
+			f["pass_ratio"+pf.suffix] = load.Median(ratios)
 		}
 	}
 }
 
-// middle is the median of v (the mean of the two middle values of an
-// even count), v sorted in place.
-func middle(v []float64) float64 {
-	slices.SortFunc(v, cmp.Compare[float64])
-	n := len(v)
-	if n%2 == 1 {
-		return v[n/2]
+// passesLine says, below a repeated scenario's table, how cometkit fared
+// pass by pass on each transport, a sentence per paired figure ("" when
+// no pass was paired).
+func passesLine(rs []Result, sc string) string {
+	var out string
+	for _, pf := range pairedFigures(sc) {
+		out += passesSentence(rs, pf)
 	}
-	return (v[n/2-1] + v[n/2]) / 2
+	return out
 }
 
-// passesLine says, below a repeated scenario's table, how cometkit fared
-// pass by pass on each transport ("" when no pass was paired).
-func passesLine(rs []Result, figure string) string {
+func passesSentence(rs []Result, pf paired) string {
 	var parts, floor []string
 	for _, r := range rs {
-		paired, ok := r.Figures["passes_paired"]
+		paired, ok := r.Figures["passes_paired"+pf.suffix]
 		if !ok {
 			continue
 		}
 		ratio := "—"
-		if v, ok := r.Figures["pass_ratio"]; ok {
+		if v, ok := r.Figures["pass_ratio"+pf.suffix]; ok {
 			ratio = ratioText(v, 1)
 		}
 		line := fmt.Sprintf("%s: led in %d of %d passes, median pass ratio %s",
-			r.Transport, int(r.Figures["passes_led"]), int(paired), ratio)
+			r.Transport, int(r.Figures["passes_led"+pf.suffix]), int(paired), ratio)
 		switch r.Impl {
 		case "cometkit":
 			parts = append(parts, line)
@@ -120,7 +143,7 @@ func passesLine(rs []Result, figure string) string {
 		return ""
 	}
 	s := "Pass by pass (the servers of one pass run back to back, under a minute apart, on one state of the machine), cometkit's " +
-		figure + " against the best peer that finished in the same pass (a pass cometkit failed counts as lost): " +
+		pf.name + " against the best peer that finished in the same pass (a pass cometkit failed counts as lost): " +
 		strings.Join(parts, "; ") + "."
 	if len(floor) > 0 {
 		s += " The raw floor, measured the same way (how finely this scenario tells servers apart here): " + strings.Join(floor, "; ") + "."

@@ -77,13 +77,72 @@ func TestPairPasses(t *testing.T) {
 			t.Errorf("summary lacks %q:\n%s", want, got)
 		}
 	}
-	line := passesLine(rep.Results, "round trips/s")
+	line := passesLine(rep.Results, ScenarioRoundTrip)
 	if !strings.Contains(line, "longpoll: led in 1 of 3 passes, median pass ratio 0.95×") ||
 		!strings.Contains(line, "The raw floor, measured the same way (how finely this scenario tells servers apart here): longpoll: led in 2 of 3 passes") {
 		t.Errorf("table note: %q", line)
 	}
 	if strings.Contains(got, "websocket: led in 8 of 8 passes (the raw floor") {
 		t.Errorf("a transport without a floor run got a floor count:\n%s", got)
+	}
+}
+
+// The broadcast is paired twice: on its headline, the p99 over every
+// delivery, and on the median broadcast's own p99, which one stalled
+// broadcast does not set; each gets its own figures, note and summary line.
+func TestPairPassesBroadcastTwice(t *testing.T) {
+	targets := []load.Target{
+		{Impl: "cometkit", Transport: load.WebSocket}, {Impl: "sockjs", Transport: load.WebSocket},
+		{Impl: "raw", Transport: load.WebSocket},
+	}
+	// pooled p99, median broadcast's p99, per pass
+	figs := [][][2]float64{
+		{{180, 110}, {120, 105}, {175, 108}}, // cometkit: led pooled in pass 2 only, median in all
+		{{150, 130}, {140, 125}, {160, 120}}, // sockjs
+		{{170, 100}, {110, 104}, {150, 150}}, // raw
+	}
+	runs := make([][]Result, len(targets))
+	for i, tg := range targets {
+		for _, v := range figs[i] {
+			runs[i] = append(runs[i], Result{Scenario: ScenarioBroadcast, Impl: tg.Impl, Transport: tg.Transport,
+				Figures: load.Figures{"p99_ms": v[0], "round_p99_median_ms": v[1]}})
+		}
+	}
+	out := make([][]Result, len(targets))
+	for i := range targets {
+		out[i] = median(ScenarioBroadcast, runs[i])
+	}
+	pairPasses(ScenarioBroadcast, targets, runs, out)
+	ck, raw := out[0][0].Figures, out[2][0].Figures
+	if ck["passes_led"] != 1 || ck["passes_paired"] != 3 {
+		t.Errorf("pooled p99: cometkit led %v of %v passes; want 1 of 3", ck["passes_led"], ck["passes_paired"])
+	}
+	if ck["passes_led_round_p99_median"] != 3 || ck["passes_paired_round_p99_median"] != 3 {
+		t.Errorf("median broadcast's p99: cometkit led %v of %v passes; want 3 of 3",
+			ck["passes_led_round_p99_median"], ck["passes_paired_round_p99_median"])
+	}
+	if raw["passes_led"] != 2 || raw["passes_led_round_p99_median"] != 2 {
+		t.Errorf("raw floor led %v (pooled) and %v (median broadcast) passes; want 2 and 2",
+			raw["passes_led"], raw["passes_led_round_p99_median"])
+	}
+	rep := &Report{Results: []Result{out[0][0], out[1][0], out[2][0]}}
+	note := passesLine(rep.Results, ScenarioBroadcast)
+	for _, want := range []string{
+		"cometkit's p99 against the best peer that finished in the same pass (a pass cometkit failed counts as lost): websocket: led in 1 of 3 passes",
+		"cometkit's median broadcast's p99 against the best peer that finished in the same pass (a pass cometkit failed counts as lost): websocket: led in 3 of 3 passes",
+	} {
+		if !strings.Contains(note, want) {
+			t.Errorf("table note lacks %q:\n%s", want, note)
+		}
+	}
+	sum := Summary([]*Report{rep})
+	for _, want := range []string{
+		"- broadcast p99, websocket: led in 1 of 3 passes (the raw floor: 2 of 3)",
+		"- broadcast median broadcast's p99, websocket: led in 3 of 3 passes (the raw floor: 2 of 3)",
+	} {
+		if !strings.Contains(sum, want) {
+			t.Errorf("summary lacks %q:\n%s", want, sum)
+		}
 	}
 }
 

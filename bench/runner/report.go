@@ -123,13 +123,17 @@ func specs(rep *Report) []tableSpec {
 				"are subscribed to; socket.io: the namespace's `Emit`; sockjs: a loop of `Send`; raw: one compiled frame written "+
 				"to every connection. Server and client CPU µs per delivery: each process's CPU time over the broadcasts "+
 				"(connecting excluded) over the deliveries; the server's is what one core can do, the client's says whether "+
-				"the load generator kept up. DESIGN.md: p99 ≤ 150 ms, ≥ 70,000 deliveries/s. %s",
+				"the load generator kept up. p99 is over every delivery of every broadcast; the median and worst broadcast's p99 "+
+				"are each broadcast's own (one broadcast held up by the host is a tenth of the deliveries, and sets the pooled "+
+				"p99 alone). DESIGN.md: p99 ≤ 150 ms, ≥ 70,000 deliveries/s. %s",
 				thousands(int64(rep.Sizes.BroadcastSessions)), rep.Sizes.BroadcastRounds, passesNote(rep.Sizes.Passes, "p99")),
 			cols: []column{{"sessions", "sessions", count}, {"p50_ms", "p50 ms", ms}, {"p99_ms", "p99 ms", ms},
 				{"p99_ms_lo", "p99 lowest run", ms}, {"p99_ms_hi", "p99 highest run", ms},
+				{"round_p99_median_ms", "median broadcast's p99 ms", ms}, {"round_p99_max_ms", "worst broadcast's p99 ms", ms},
 				{"max_ms", "max ms", ms}, {"deliveries_per_s", "deliveries/s", count}, {"server_send_ms", "server send ms", ms},
 				{"server_cpu_us_per_delivery", "server CPU µs/delivery", frac}, {"client_cpu_us_per_delivery", "client CPU µs/delivery", frac}},
-			ratios: []ratio{{"p99_ms", "p99", true}, {"deliveries_per_s", "deliveries/s", false}}},
+			ratios: []ratio{{"p99_ms", "p99", true}, {"round_p99_median_ms", "median broadcast's p99", true},
+				{"deliveries_per_s", "deliveries/s", false}}},
 		tableSpec{scenario: ScenarioRoundTrip, title: "Long-poll round trips per second (closed loop)",
 			intro: fmt.Sprintf("%d sessions, each sending a %d-byte message and waiting for its echo before the next, for %s: "+
 				"two HTTP requests per round trip (the send, and the held poll it answers). Server and client CPU µs per round trip: "+
@@ -286,8 +290,8 @@ func Markdown(rep *Report) string {
 			b.WriteString(" " + status + " |\n")
 		}
 		b.WriteString("\n")
-		if h, repeated := headlines[sp.scenario]; repeated && sp.step == "" {
-			b.WriteString(passesLine(rs, h.name))
+		if _, repeated := headlines[sp.scenario]; repeated && sp.step == "" {
+			b.WriteString(passesLine(rs, sp.scenario))
 		}
 	}
 	return b.String()
@@ -311,6 +315,7 @@ var targets = []target{
 	{"idle event-stream session ≤ 12 KB RSS", ScenarioIdle, "10000", load.EventStream, "rss_kb_per_session", 12, true, kb},
 	{"idle long-poll session ≤ 12 KB RSS", ScenarioIdle, "10000", load.LongPoll, "rss_kb_per_session", 12, true, kb},
 	{"broadcast to 10,000 WebSocket sessions: p99 ≤ 150 ms", ScenarioBroadcast, "", load.WebSocket, "p99_ms", 150, true, ms},
+	{"broadcast to 10,000 WebSocket sessions: p99 ≤ 150 ms, the median broadcast's own", ScenarioBroadcast, "", load.WebSocket, "round_p99_median_ms", 150, true, ms},
 	{"broadcast to 10,000 WebSocket sessions: ≥ 70,000 deliveries/s", ScenarioBroadcast, "", load.WebSocket, "deliveries_per_s", 70_000, false, count},
 	{"≥ 25,000 long-poll round trips/s", ScenarioRoundTrip, "", load.LongPoll, "round_trips_per_s", 25_000, false, count},
 }

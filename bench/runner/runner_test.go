@@ -107,6 +107,14 @@ func TestQuickPipeline(t *testing.T) {
 				case !r.OK():
 					t.Logf("reported failure: %s %s %s: %s", sc, tg, r.Step, r.Error)
 				}
+				if sc == runner.ScenarioBroadcast && r.OK() {
+					// Each broadcast's own p99: the median broadcast's is
+					// at most the worst's, which is at most the slowest delivery.
+					med, worst, slowest := r.Figures["round_p99_median_ms"], r.Figures["round_p99_max_ms"], r.Figures["max_ms"]
+					if med <= 0 || med > worst || worst > slowest {
+						t.Errorf("%s %s: median broadcast's p99 %v, worst %v, slowest delivery %v", sc, tg, med, worst, slowest)
+					}
+				}
 			}
 		}
 	}

@@ -29,6 +29,7 @@ var summaryRows = []summaryRow{
 	{"echo p99 ms from due, event stream", ScenarioEcho, "", load.EventStream, ratio{"p99_ms", "", true}, ms},
 	{"echo p99 ms from due, long-poll", ScenarioEcho, "", load.LongPoll, ratio{"p99_ms", "", true}, ms},
 	{"broadcast p99 ms", ScenarioBroadcast, "", load.WebSocket, ratio{"p99_ms", "", true}, ms},
+	{"broadcast p99 ms, the median broadcast's", ScenarioBroadcast, "", load.WebSocket, ratio{"round_p99_median_ms", "", true}, ms},
 	{"broadcast deliveries/s", ScenarioBroadcast, "", load.WebSocket, ratio{"deliveries_per_s", "", false}, count},
 	{"broadcast server CPU µs/delivery", ScenarioBroadcast, "", load.WebSocket, ratio{"server_cpu_us_per_delivery", "", true}, frac},
 	{"long-poll round trips/s", ScenarioRoundTrip, "", load.LongPoll, ratio{"round_trips_per_s", "", false}, count},
@@ -86,33 +87,11 @@ func Summary(reps []*Report) string {
 func passesSummary(reps []*Report) string {
 	var lines []string
 	for _, sc := range Scenarios {
-		h, repeated := headlines[sc]
-		if !repeated {
-			continue
-		}
-		for _, tr := range []string{load.WebSocket, load.EventStream, load.LongPoll} {
-			var led, paired, floorLed, floorPaired float64
-			for _, rep := range reps {
-				for _, r := range rep.Results {
-					if r.Scenario != sc || r.Transport != tr {
-						continue
-					}
-					switch r.Impl { // a failed run's passes count, lost
-					case "cometkit":
-						led += r.Figures["passes_led"]
-						paired += r.Figures["passes_paired"]
-					case "raw":
-						floorLed += r.Figures["passes_led"]
-						floorPaired += r.Figures["passes_paired"]
-					}
+		for _, pf := range pairedFigures(sc) {
+			for _, tr := range []string{load.WebSocket, load.EventStream, load.LongPoll} {
+				if line := passesTotal(reps, sc, tr, pf); line != "" {
+					lines = append(lines, line)
 				}
-			}
-			if paired > 0 {
-				line := fmt.Sprintf("- %s %s, %s: led in %d of %d passes", sc, h.name, tr, int(led), int(paired))
-				if floorPaired > 0 {
-					line += fmt.Sprintf(" (the raw floor: %d of %d)", int(floorLed), int(floorPaired))
-				}
-				lines = append(lines, line)
 			}
 		}
 	}
@@ -122,6 +101,35 @@ func passesSummary(reps []*Report) string {
 	return "\nPass by pass, over all the runs (cometkit's headline figure against the best peer that finished in the same pass; " +
 		"a pass cometkit failed counts as lost):\n\n" +
 		strings.Join(lines, "\n") + "\n"
+}
+
+// passesTotal is one line of passesSummary: the passes of scenario sc on
+// transport tr that cometkit (and the floor) led on figure pf, over reps.
+func passesTotal(reps []*Report, sc, tr string, pf paired) string {
+	var led, paired, floorLed, floorPaired float64
+	for _, rep := range reps {
+		for _, r := range rep.Results {
+			if r.Scenario != sc || r.Transport != tr {
+				continue
+			}
+			switch r.Impl { // a failed run's passes count, lost
+			case "cometkit":
+				led += r.Figures["passes_led"+pf.suffix]
+				paired += r.Figures["passes_paired"+pf.suffix]
+			case "raw":
+				floorLed += r.Figures["passes_led"+pf.suffix]
+				floorPaired += r.Figures["passes_paired"+pf.suffix]
+			}
+		}
+	}
+	if paired == 0 {
+		return ""
+	}
+	line := fmt.Sprintf("- %s %s, %s: led in %d of %d passes", sc, pf.name, tr, int(led), int(paired))
+	if floorPaired > 0 {
+		line += fmt.Sprintf(" (the raw floor: %d of %d)", int(floorLed), int(floorPaired))
+	}
+	return line
 }
 
 func summaryCell(rep *Report, h summaryRow) string {
