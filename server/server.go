@@ -325,6 +325,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // revalidated by ETag.
 func serveClient(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
+	h.Add("Vary", "Origin") // cached, and its CORS headers depend on the Origin
 	etag := `"` + clientjs.Version + `"`
 	h.Set("ETag", etag)
 	h.Set("Content-Type", "application/javascript; charset=utf-8")
@@ -741,12 +742,15 @@ func (s *Server) stop() []*session.Session {
 // setCORS lets an allowed cross-origin page read the answer.
 // Credentials (cookies) are granted only to origins named in the policy,
 // never to "*": any page could otherwise act with the user's cookies.
+// (Vary: Origin goes only on the client bundle's answer, the one answer a
+// cache may store; the others are no-store, answers to POST or OPTIONS, or
+// upgrades, and a header on every long-poll answer costs net/http and the
+// client their share of parsing, cloning and sorting.)
 func (s *Server) setCORS(w http.ResponseWriter, r *http.Request, origin string) {
-	h := w.Header()
-	h.Add("Vary", "Origin")
 	if origin == "" || sameOrigin(r, origin) {
 		return
 	}
+	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", origin)
 	if s.grantsCredentials(r, origin) {
 		h.Set("Access-Control-Allow-Credentials", "true")

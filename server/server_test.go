@@ -588,14 +588,27 @@ func TestFormPostSend(t *testing.T) {
 	}
 }
 
+// A poll's answer is never stored: no-store, and Expires for HTTP/1.0
+// caches; neither Pragma (no meaning in a response) nor Vary (nothing to
+// key a stored copy on). The client bundle, which caches do store, varies
+// by Origin.
 func TestNoCacheHeaders(t *testing.T) {
 	ts := newTestServer(t, welcome, Options{})
 	c := ts.negotiate(t)
 	resp, _ := get(t, ts, c.URL("poll", nil), nil)
 	if resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" ||
 		!strings.Contains(resp.Header.Get("Cache-Control"), "no-store") ||
-		resp.Header.Get("Pragma") != "no-cache" {
+		resp.Header.Get("Expires") != "0" || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Fatalf("poll headers: %v", resp.Header)
+	}
+	for _, name := range []string{"Pragma", "Vary"} {
+		if v, ok := resp.Header[name]; ok {
+			t.Errorf("poll answer carries %s: %q", name, v)
+		}
+	}
+	resp, _ = get(t, ts, ts.base+"/client.js", nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Vary") != "Origin" {
+		t.Fatalf("client bundle: %d, headers %v", resp.StatusCode, resp.Header)
 	}
 }
 

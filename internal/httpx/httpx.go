@@ -39,9 +39,12 @@ func ErrorJSON(body ErrorBody) ([]byte, error) {
 }
 
 // NoCache sets the headers that keep browsers and proxies from caching or
-// transforming an answer, and from sniffing its type.
+// transforming an answer, and from sniffing its type. (No Pragma: RFC 9111
+// gives it no meaning in a response, and every cache that reads Pragma
+// reads Expires. Each header costs every long-poll answer its place in
+// the map net/http clones, sorts and writes, and the client its parsing.)
 func NoCache(h http.Header) {
-	setNoCache(h, make([]string, 4))
+	setNoCache(h, make([]string, 3))
 }
 
 // Answer sets NoCache's headers, Content-Type and, for a body over
@@ -52,13 +55,13 @@ func NoCache(h http.Header) {
 // bytes on the wire rather than an entry in the header map that net/http
 // would clone, parse back and sort on every answer.
 func Answer(h http.Header, contentType string, length int) {
-	v := make([]string, 6)
-	setNoCache(h, v[:4])
-	v[4] = contentType
-	h["Content-Type"] = v[4:5:5]
+	v := make([]string, 5)
+	setNoCache(h, v[:3])
+	v[3] = contentType
+	h["Content-Type"] = v[3:4:4]
 	if length > netHTTPBuffer {
-		v[5] = strconv.Itoa(length)
-		h["Content-Length"] = v[5:6:6]
+		v[4] = strconv.Itoa(length)
+		h["Content-Length"] = v[4:5:5]
 	}
 }
 
@@ -66,11 +69,11 @@ func Answer(h http.Header, contentType string, length int) {
 // the head (chunked, without a Content-Length of its own).
 const netHTTPBuffer = 2048
 
-// setNoCache sets NoCache's headers with v (4 long) as their values; each
+// setNoCache sets NoCache's headers with v (3 long) as their values; each
 // header gets a slice of its own capacity, so an Add appends elsewhere.
 func setNoCache(h http.Header, v []string) {
-	v[0], v[1], v[2], v[3] = cacheControl, "no-cache", "0", "nosniff"
-	h["Cache-Control"], h["Pragma"], h["Expires"], h["X-Content-Type-Options"] = v[0:1:1], v[1:2:2], v[2:3:3], v[3:4:4]
+	v[0], v[1], v[2] = cacheControl, "0", "nosniff"
+	h["Cache-Control"], h["Expires"], h["X-Content-Type-Options"] = v[0:1:1], v[1:2:2], v[2:3:3]
 }
 
 const cacheControl = "no-store, no-cache, no-transform, must-revalidate, max-age=0"
