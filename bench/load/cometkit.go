@@ -72,9 +72,6 @@ func ckOpen(f ckFrame) (ckNegotiation, error) {
 // generator's CPU in the long-poll round trips, where that core is as busy
 // as the server's.
 func (n ckNegotiation) sessionURL(base, op string, ack ...uint64) string {
-	if n.tokenArg == "" {
-		n.tokenArg = "t=" + url.QueryEscape(n.Token)
-	}
 	u := base + servers.CometkitPrefix + "/s/" + n.SessionID + "/" + op + "?" + n.tokenArg
 	if len(ack) > 0 {
 		u += "&ack=" + strconv.FormatUint(ack[0], 10)

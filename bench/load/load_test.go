@@ -9,7 +9,10 @@ import (
 )
 
 func TestCkSessionURL(t *testing.T) {
-	n := ckNegotiation{SessionID: "abc", Token: "a+b/c=="}
+	n, err := ckAnswer(`{"sid":"abc","token":"a+b/c=="}`)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		u       string
 		op, ack string

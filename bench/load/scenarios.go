@@ -306,16 +306,16 @@ func quantiles(f Figures, prefix string, d []time.Duration) {
 		return
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	at := func(q float64) float64 {
-		i := int(math.Ceil(q*float64(len(d)))) - 1
-		if i < 0 {
-			i = 0
-		}
-		return float64(d[i]) / 1e6
-	}
-	f[prefix+"p50_ms"] = at(0.50)
-	f[prefix+"p99_ms"] = at(0.99)
+	f[prefix+"p50_ms"] = quantileMs(d, 0.50)
+	f[prefix+"p99_ms"] = quantileMs(d, 0.99)
 	f[prefix+"max_ms"] = float64(d[len(d)-1]) / 1e6
+}
+
+// quantileMs is the q-quantile of d (sorted, not empty) in ms: the
+// smallest value at least a fraction q of d does not exceed.
+func quantileMs(d []time.Duration, q float64) float64 {
+	i := max(int(math.Ceil(q*float64(len(d))))-1, 0)
+	return float64(d[i]) / 1e6
 }
 
 // stampLatency times a stamped message from its stamp.
@@ -526,9 +526,8 @@ func Broadcast(ctx context.Context, env *Env, t Target, cfg BroadcastConfig) (Fi
 		}
 		round := lat.take()
 		if len(round) > 0 {
-			rp := Figures{}
-			quantiles(rp, "", round)
-			roundP99 = append(roundP99, rp["p99_ms"])
+			slices.Sort(round)
+			roundP99 = append(roundP99, quantileMs(round, 0.99))
 		}
 		all = append(all, round...)
 	}

@@ -290,8 +290,8 @@ func Markdown(rep *Report) string {
 			b.WriteString(" " + status + " |\n")
 		}
 		b.WriteString("\n")
-		if _, repeated := headlines[sp.scenario]; repeated && sp.step == "" {
-			b.WriteString(passesLine(rs, sp.scenario))
+		if sp.step == "" {
+			b.WriteString(passesLine(rs, sp.scenario)) // "" unless the scenario is repeated
 		}
 	}
 	return b.String()
