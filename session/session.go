@@ -183,17 +183,6 @@ type Transport interface {
 	Kick(code Code, reason string)
 }
 
-// HereWaker is a Transport that can write on the caller's goroutine without
-// waiting for its peer. Send, called by the application's own goroutine,
-// wakes it with WakeHere: the message is written before Send returns, where
-// Wake would start another goroutine to write it. Fan-out (Offer) keeps to
-// Wake, so that one publisher does not write to every connection itself.
-type HereWaker interface {
-	// WakeHere is Wake, possibly running the writer on this goroutine; it
-	// must not wait for the peer.
-	WakeHere()
-}
-
 // Endpoint is what a transport drives: attach, pull frames to write, push
 // frames read. *Session implements it; a later adapter can implement it for a
 // session whose home is another node.
@@ -421,9 +410,7 @@ func (s *Session) Send(ctx context.Context, data string) error {
 		if err == nil {
 			t := s.transport
 			s.mu.Unlock()
-			if hw, ok := t.(HereWaker); ok {
-				hw.WakeHere()
-			} else if t != nil {
+			if t != nil {
 				t.Wake()
 			}
 			return nil

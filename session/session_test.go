@@ -463,34 +463,3 @@ func TestReceiveNow(t *testing.T) {
 		t.Fatalf("after Recv made room: %d %v %v", acked, taken, err)
 	}
 }
-
-// hereTransport is a fakeTransport that can write on the sender's goroutine.
-type hereTransport struct {
-	*fakeTransport
-	here atomic.Int32
-}
-
-func (h *hereTransport) WakeHere() { h.here.Add(1) }
-
-// Send, the application's own, wakes a HereWaker with WakeHere; Offer and
-// Close (fan-out and the session's own timers) keep to Wake.
-func TestSendWakesHereOfferWakes(t *testing.T) {
-	f := newFixture(t, session.Config{})
-	tr := &hereTransport{fakeTransport: newFake("websocket")}
-	if err := f.s.Attach(tr); err != nil {
-		t.Fatal(err)
-	}
-	tr.woken() // the attach's own wake-up
-	if err := f.s.Send(ctx, "to the client"); err != nil {
-		t.Fatal(err)
-	}
-	if got, woke := tr.here.Load(), tr.woken(); got != 1 || woke {
-		t.Fatalf("after Send: %d WakeHere and woken %v; want 1 and no Wake", got, woke)
-	}
-	if err := f.s.Offer("to everyone"); err != nil {
-		t.Fatal(err)
-	}
-	if got, woke := tr.here.Load(), tr.woken(); got != 1 || !woke {
-		t.Fatalf("after Offer: %d WakeHere and woken %v; want still 1, and a Wake", got, woke)
-	}
-}

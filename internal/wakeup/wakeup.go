@@ -42,28 +42,6 @@ func (r *Runner) Wake() {
 	}
 }
 
-// WakeHere is Wake, but when no run is under way F runs at once on the
-// caller's goroutine instead of being handed to another: a message sent
-// from the application's goroutine is written before that goroutine waits,
-// sparing a goroutine's start and a switch to it on every send. F must
-// not wait (as for a Pool); a Wake that comes during this run is run
-// after it as Wake would, elsewhere.
-func (r *Runner) WakeHere() {
-	if !r.state.CompareAndSwap(0, 1) {
-		r.Wake()
-		return
-	}
-	r.F()
-	if r.done() {
-		return
-	}
-	if r.Pool != nil {
-		r.Pool.push(r)
-	} else {
-		go r.run()
-	}
-}
-
 func (r *Runner) run() {
 	for {
 		r.F()

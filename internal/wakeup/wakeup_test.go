@@ -1,8 +1,6 @@
 package wakeup
 
 import (
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,74 +116,5 @@ func TestPoolRunsAfterEveryWakeOnFewGoroutines(t *testing.T) {
 	}
 	if p := peak.Load(); p > 3 {
 		t.Fatalf("%d runs at once on a pool of 3", p)
-	}
-}
-
-// goroutineID is the running goroutine's number, from its stack's header.
-func goroutineID() string {
-	var buf [64]byte
-	n := runtime.Stack(buf[:], false)
-	id, _, _ := strings.Cut(strings.TrimPrefix(string(buf[:n]), "goroutine "), " ")
-	return id
-}
-
-// WakeHere on an idle runner runs F before it returns, on the caller's
-// goroutine; a Wake during that run gets one more run, elsewhere, with or
-// without a Pool.
-func TestWakeHereRunsOnTheCallerWhenIdle(t *testing.T) {
-	for _, pool := range []*Pool{nil, {Max: 2}} {
-		var runs atomic.Int32
-		var first string
-		again := make(chan string, 1)
-		r := &Runner{Pool: pool}
-		r.F = func() {
-			switch runs.Add(1) {
-			case 1:
-				first = goroutineID()
-				r.Wake() // as a wake-up from elsewhere would, mid-run
-			case 2:
-				again <- goroutineID()
-			}
-		}
-		caller := goroutineID()
-		r.WakeHere()
-		if runs.Load() < 1 || first != caller {
-			t.Fatalf("pool %v: WakeHere returned with %d runs, the first on goroutine %q; want it run on the caller's, %s", pool != nil, runs.Load(), first, caller)
-		}
-		if g := <-again; g == caller {
-			t.Fatalf("pool %v: the run owed to the Wake ran on the caller's goroutine", pool != nil)
-		}
-	}
-}
-
-// WakeHere during a run does not run F beside it: the run under way is
-// told to run once more, as by Wake.
-func TestWakeHereDuringARunDefersToIt(t *testing.T) {
-	var runs, running, overlaps atomic.Int32
-	started, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
-	r := &Runner{}
-	r.F = func() {
-		if running.Add(1) > 1 {
-			overlaps.Add(1)
-		}
-		defer running.Add(-1)
-		switch runs.Add(1) {
-		case 1:
-			close(started)
-			<-release
-		case 2:
-			close(done)
-		}
-	}
-	r.Wake()
-	<-started
-	r.WakeHere() // returns without running F: the first run holds it
-	if n := runs.Load(); n != 1 {
-		t.Fatalf("WakeHere during a run: %d runs begun; want 1", n)
-	}
-	close(release)
-	<-done
-	if overlaps.Load() != 0 {
-		t.Fatal("two runs at once")
 	}
 }

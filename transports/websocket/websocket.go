@@ -310,8 +310,7 @@ func parseAck(s string) (uint64, error) {
 // link is one WebSocket connection carrying a session.
 //
 // Writes happen in pump, run only while there is something to write: for
-// RFC 6455 on a socket (the common case) by the application's goroutine
-// that sent the message (WakeHere), or else by the Transport's few pool
+// RFC 6455 on a socket (the common case) by the Transport's few pool
 // goroutines, writing what the socket takes without waiting and handing
 // the rest, if any, to a goroutine of its own; otherwise (hixie) by a
 // goroutine per wake-up.
@@ -369,18 +368,6 @@ func (l *link) Name() string { return Name }
 
 // Wake implements session.Transport.
 func (l *link) Wake() { l.runner.Wake() }
-
-// WakeHere implements session.HereWaker: an RFC 6455 link on a socket
-// writes without waiting (pump hands what the socket does not take to a
-// goroutine of its own), so the sender's goroutine may write at once.
-// Any other link's pump may wait for the peer, and runs elsewhere.
-func (l *link) WakeHere() {
-	if l.runner.Pool == nil {
-		l.runner.Wake()
-		return
-	}
-	l.runner.WakeHere()
-}
 
 // Kick implements session.Transport.
 func (l *link) Kick(code session.Code, reason string) {
