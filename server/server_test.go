@@ -590,8 +590,9 @@ func TestFormPostSend(t *testing.T) {
 
 // A poll's answer is never stored: no-store, and Expires for HTTP/1.0
 // caches; neither Pragma (no meaning in a response) nor Vary (nothing to
-// key a stored copy on). The client bundle, which caches do store, varies
-// by Origin.
+// key a stored copy on). A POSTed send's answer has no Expires either (no
+// cache stores an answer to a POST); a JSONP send, a GET, keeps it. The
+// client bundle, which caches do store, varies by Origin.
 func TestNoCacheHeaders(t *testing.T) {
 	ts := newTestServer(t, welcome, Options{})
 	c := ts.negotiate(t)
@@ -605,6 +606,23 @@ func TestNoCacheHeaders(t *testing.T) {
 		if v, ok := resp.Header[name]; ok {
 			t.Errorf("poll answer carries %s: %q", name, v)
 		}
+	}
+	batch := func(seq uint64) string {
+		return string(wire.AppendBatchFrame(nil, wire.Frame{Kind: wire.KindMessage, Seq: seq, Data: "hi"}))
+	}
+	resp, body := do(t, ts, http.MethodPost, c.URL("send", nil), http.Header{"Content-Type": {"text/plain"}}, strings.NewReader(batch(1)))
+	if resp.StatusCode != http.StatusOK || body != "2:a1\n" ||
+		!strings.Contains(resp.Header.Get("Cache-Control"), "no-transform") || resp.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("POSTed send: %d %q, headers %v", resp.StatusCode, body, resp.Header)
+	}
+	for _, name := range []string{"Expires", "Pragma", "Vary"} {
+		if v, ok := resp.Header[name]; ok {
+			t.Errorf("POSTed send's answer carries %s: %q", name, v)
+		}
+	}
+	resp, body = get(t, ts, c.URL("send", url.Values{"callback": {"cb"}, "d": {batch(2)}}), nil)
+	if resp.StatusCode != http.StatusOK || body != `/**/cb("2:a2\n");` || resp.Header.Get("Expires") != "0" {
+		t.Fatalf("JSONP send: %d %q, headers %v", resp.StatusCode, body, resp.Header)
 	}
 	resp, _ = get(t, ts, ts.base+"/client.js", nil)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Vary") != "Origin" {

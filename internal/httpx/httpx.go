@@ -55,10 +55,25 @@ func NoCache(h http.Header) {
 // bytes on the wire rather than an entry in the header map that net/http
 // would clone, parse back and sort on every answer.
 func Answer(h http.Header, contentType string, length int) {
+	answer(h, contentType, length, true)
+}
+
+// AnswerPost is Answer for the answer to a POST, without Expires: no cache
+// stores an answer to a POST that gives no freshness of its own (RFC 9110
+// §9.3.3), and only HTTP/1.0 caches, which never store one, read Expires.
+// Cache-Control stays for its no-transform, nosniff for the type.
+func AnswerPost(h http.Header, contentType string, length int) {
+	answer(h, contentType, length, false)
+}
+
+func answer(h http.Header, contentType string, length int, expires bool) {
 	v := make([]string, 5)
-	setNoCache(h, v[:3])
-	v[3] = contentType
-	h["Content-Type"] = v[3:4:4]
+	v[0], v[1], v[2] = cacheControl, "nosniff", contentType
+	h["Cache-Control"], h["X-Content-Type-Options"], h["Content-Type"] = v[0:1:1], v[1:2:2], v[2:3:3]
+	if expires {
+		v[3] = "0"
+		h["Expires"] = v[3:4:4]
+	}
 	if length > netHTTPBuffer {
 		v[4] = strconv.Itoa(length)
 		h["Content-Length"] = v[4:5:5]

@@ -36,25 +36,32 @@ func FuzzQuery(f *testing.F) {
 	})
 }
 
-// Answer sets what h.Set would, and an Add after it leaves the others
-// alone; Content-Length only for a body net/http would not hold whole.
+// Answer and AnswerPost set what h.Set would (AnswerPost no Expires), and
+// an Add after them leaves the others alone; Content-Length only for a
+// body net/http would not hold whole.
 func TestAnswerHeaders(t *testing.T) {
-	for _, length := range []int{1234, 4096} {
-		got, want := http.Header{}, http.Header{}
-		Answer(got, "text/plain; charset=utf-8", length)
-		want.Set("Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")
-		want.Set("Expires", "0")
-		want.Set("X-Content-Type-Options", "nosniff")
-		want.Set("Content-Type", "text/plain; charset=utf-8")
-		if length > netHTTPBuffer {
-			want.Set("Content-Length", strconv.Itoa(length))
-		}
-		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("Answer(%d) set %v, want %v", length, got, want)
-		}
-		got.Add("Expires", "x")
-		if got.Get("X-Content-Type-Options") != "nosniff" || len(got["Expires"]) != 2 {
-			t.Fatalf("after Add: %v", got)
+	for _, post := range []bool{false, true} {
+		for _, length := range []int{1234, 4096} {
+			got, want := http.Header{}, http.Header{}
+			if post {
+				AnswerPost(got, "text/plain; charset=utf-8", length)
+			} else {
+				Answer(got, "text/plain; charset=utf-8", length)
+				want.Set("Expires", "0")
+			}
+			want.Set("Cache-Control", "no-store, no-cache, no-transform, must-revalidate, max-age=0")
+			want.Set("X-Content-Type-Options", "nosniff")
+			want.Set("Content-Type", "text/plain; charset=utf-8")
+			if length > netHTTPBuffer {
+				want.Set("Content-Length", strconv.Itoa(length))
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("post %v, length %d: set %v, want %v", post, length, got, want)
+			}
+			got.Add("Cache-Control", "x")
+			if got.Get("X-Content-Type-Options") != "nosniff" || len(got["Cache-Control"]) != 2 || got.Get("Content-Type") != "text/plain; charset=utf-8" {
+				t.Fatalf("post %v, after Add: %v", post, got)
+			}
 		}
 	}
 }

@@ -537,7 +537,20 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 	if clientCl != nil {
 		_ = ep.ClientClose(session.Code(clientCl.Code), clientCl.Data) // code checked above
 	}
-	lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked})
+	lp.writeSendAnswer(w, r, callback, wire.Frame{Kind: wire.KindAck, Seq: acked})
+}
+
+// writeSendAnswer is writeFrames for a send's answer, but a POST's is
+// written with AnswerPost's headers (no Expires: no cache stores it). A
+// JSONP send is a GET, and its answer keeps them all.
+func (lp *Transport) writeSendAnswer(w http.ResponseWriter, r *http.Request, callback string, frames ...wire.Frame) {
+	if r.Method != http.MethodPost {
+		lp.writeFrames(w, callback, nil, frames...)
+		return
+	}
+	body, contentType := appendAnswer(nil, callback, nil, frames)
+	httpx.AnswerPost(w.Header(), contentType, len(body))
+	_, _ = w.Write(body)
 }
 
 // sendFailed answers a send whose messages the session did not all take.
@@ -545,7 +558,7 @@ func (lp *Transport) sendFailed(w http.ResponseWriter, r *http.Request, ep sessi
 	var ce *session.CloseError
 	switch {
 	case errors.As(err, &ce):
-		lp.writeFrames(w, callback, nil, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
+		lp.writeSendAnswer(w, r, callback, wire.Frame{Kind: wire.KindAck, Seq: acked}, closeFrame(wire.KindClose, ce))
 	case errors.Is(err, session.ErrTooLarge):
 		lp.refuseSend(w, r, http.StatusRequestEntityTooLarge, "message_too_large", err.Error(), acked)
 		return
