@@ -44,7 +44,7 @@ func ErrorJSON(body ErrorBody) ([]byte, error) {
 // reads Expires. Each header costs every long-poll answer its place in
 // the map net/http clones, sorts and writes, and the client its parsing.)
 func NoCache(h http.Header) {
-	setNoCache(h, make([]string, 3))
+	setNoCache(h, make([]string, 3), true)
 }
 
 // Answer sets NoCache's headers, Content-Type and, for a body over
@@ -68,12 +68,9 @@ func AnswerPost(h http.Header, contentType string, length int) {
 
 func answer(h http.Header, contentType string, length int, expires bool) {
 	v := make([]string, 5)
-	v[0], v[1], v[2] = cacheControl, "nosniff", contentType
-	h["Cache-Control"], h["X-Content-Type-Options"], h["Content-Type"] = v[0:1:1], v[1:2:2], v[2:3:3]
-	if expires {
-		v[3] = "0"
-		h["Expires"] = v[3:4:4]
-	}
+	setNoCache(h, v[:3], expires)
+	v[3] = contentType
+	h["Content-Type"] = v[3:4:4]
 	if length > netHTTPBuffer {
 		v[4] = strconv.Itoa(length)
 		h["Content-Length"] = v[4:5:5]
@@ -84,11 +81,16 @@ func answer(h http.Header, contentType string, length int, expires bool) {
 // the head (chunked, without a Content-Length of its own).
 const netHTTPBuffer = 2048
 
-// setNoCache sets NoCache's headers with v (3 long) as their values; each
-// header gets a slice of its own capacity, so an Add appends elsewhere.
-func setNoCache(h http.Header, v []string) {
-	v[0], v[1], v[2] = cacheControl, "0", "nosniff"
-	h["Cache-Control"], h["Expires"], h["X-Content-Type-Options"] = v[0:1:1], v[1:2:2], v[2:3:3]
+// setNoCache sets NoCache's headers (Expires only if expires) with v (3
+// long) as their values; each header gets a slice of its own capacity, so
+// an Add appends elsewhere.
+func setNoCache(h http.Header, v []string, expires bool) {
+	v[0], v[1] = cacheControl, "nosniff"
+	h["Cache-Control"], h["X-Content-Type-Options"] = v[0:1:1], v[1:2:2]
+	if expires {
+		v[2] = "0"
+		h["Expires"] = v[2:3:3]
+	}
 }
 
 const cacheControl = "no-store, no-cache, no-transform, must-revalidate, max-age=0"

@@ -544,13 +544,11 @@ func (lp *Transport) ServeSend(w http.ResponseWriter, r *http.Request, ep sessio
 // written with AnswerPost's headers (no Expires: no cache stores it). A
 // JSONP send is a GET, and its answer keeps them all.
 func (lp *Transport) writeSendAnswer(w http.ResponseWriter, r *http.Request, callback string, frames ...wire.Frame) {
-	if r.Method != http.MethodPost {
-		lp.writeFrames(w, callback, nil, frames...)
-		return
+	headers := httpx.Answer
+	if r.Method == http.MethodPost {
+		headers = httpx.AnswerPost
 	}
-	body, contentType := appendAnswer(nil, callback, nil, frames)
-	httpx.AnswerPost(w.Header(), contentType, len(body))
-	_, _ = w.Write(body)
+	writeAnswer(w, headers, callback, nil, frames)
 }
 
 // sendFailed answers a send whose messages the session did not all take.
@@ -638,8 +636,14 @@ func closeFrame(kind wire.Kind, ce *session.CloseError) wire.Frame {
 // broadcast message's frame is encoded (escaped, measured) once for every
 // session it goes to; only its sequence number is written per session.
 func (lp *Transport) writeFrames(w http.ResponseWriter, callback string, msgs []session.Message, extra ...wire.Frame) {
+	writeAnswer(w, httpx.Answer, callback, msgs, extra)
+}
+
+// writeAnswer writes msgs then extra as appendAnswer encodes them, with
+// the headers that headers (httpx.Answer or AnswerPost) sets.
+func writeAnswer(w http.ResponseWriter, headers func(http.Header, string, int), callback string, msgs []session.Message, extra []wire.Frame) {
 	body, contentType := appendAnswer(nil, callback, msgs, extra)
-	httpx.Answer(w.Header(), contentType, len(body))
+	headers(w.Header(), contentType, len(body))
 	_, _ = w.Write(body)
 }
 
